@@ -1,0 +1,179 @@
+#include "crust/config.hpp"
+
+#include "transports/tcp.hpp"
+
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace crust {
+
+namespace json = boost::json;
+
+namespace {
+
+using cfg_result = boost::system::result<config, config::error>;
+
+config::error fail(std::string_view source, std::string msg) {
+  return {make_error_code(errc::bad_config), std::string(source) + ": " + std::move(msg)};
+}
+
+struct reader {
+  std::string_view source;
+  std::optional<config::error> err;
+
+  void set(std::string msg) {
+    if (!err) err = fail(source, std::move(msg));
+  }
+  template <class T>
+  void number(const json::value& v, std::string_view key, T& out, std::uint64_t lo, std::uint64_t hi) {
+    if (!v.is_int64() && !v.is_uint64()) return set("\"" + std::string(key) + "\" must be a whole number");
+    if (v.is_int64() && v.as_int64() < 0) return set("\"" + std::string(key) + "\" must not be negative");
+    std::uint64_t n = v.is_uint64() ? v.as_uint64() : static_cast<std::uint64_t>(v.as_int64());
+    if (n < lo || n > hi)
+      return set("\"" + std::string(key) + "\" must be between " + std::to_string(lo) + " and " +
+                 std::to_string(hi) + ", not " + std::to_string(n));
+    out = static_cast<T>(n);
+  }
+  void millis(const json::value& v, std::string_view key, duration& out) {
+    std::uint64_t ms = 0;
+    number(v, key, ms, 1, 24ull * 3600 * 1000);
+    if (!err) out = milliseconds(ms);
+  }
+  void string(const json::value& v, std::string_view key, std::string& out) {
+    if (!v.is_string()) return set("\"" + std::string(key) + "\" must be a string");
+    out = std::string(v.as_string());
+  }
+  void boolean(const json::value& v, std::string_view key, bool& out) {
+    if (!v.is_bool()) return set("\"" + std::string(key) + "\" must be true or false");
+    out = v.as_bool();
+  }
+};
+
+}  // namespace
+
+void throw_exception_from_error(const config::error& e, const boost::source_location&) {
+  throw std::runtime_error(e.message);
+}
+
+cfg_result config::parse(std::string_view text, std::string_view source) {
+  boost::system::error_code jec;
+  json::parse_options opts;
+  opts.allow_comments = true;
+  opts.allow_trailing_commas = true;
+  json::value doc = json::parse(text, jec, {}, opts);
+  if (jec) return fail(source, "not valid JSON: " + jec.message());
+  if (!doc.is_object()) return fail(source, "the top level must be a JSON object");
+
+  config c;
+  reader r{source, std::nullopt};
+  for (const auto& [k, v] : doc.as_object()) {
+    std::string_view key = k;
+    if (key == "hard_coded_contacts") {
+      if (!v.is_array()) {
+        r.set("\"hard_coded_contacts\" must be an array");
+        break;
+      }
+      std::size_t i = 0;
+      for (const auto& item : v.as_array()) {
+        std::string where = "hard_coded_contacts[" + std::to_string(i++) + "]";
+        contact ct;
+        if (item.is_string()) {
+          ct.endpoint = std::string(item.as_string());
+        } else if (item.is_object()) {
+          for (const auto& [ck, cv] : item.as_object()) {
+            if (ck == "endpoint") {
+              r.string(cv, where + ".endpoint", ct.endpoint);
+            } else if (ck == "key") {
+              std::string hex;
+              r.string(cv, where + ".key", hex);
+              auto pk = peer_key::parse(hex);
+              if (!r.err && !pk) r.set("\"" + where + ".key\" must be a 128-hex-digit peer key");
+              if (pk) ct.key = *pk;
+            } else {
+              r.set("unknown key \"" + where + "." + std::string(ck) + "\"");
+            }
+          }
+        } else {
+          r.set("\"" + where + "\" must be \"ip:port\" or {\"endpoint\", \"key\"}");
+        }
+        if (!r.err && !transport::parse_endpoint(ct.endpoint))
+          r.set("\"" + where + ".endpoint\" is not an ip:port endpoint: \"" + ct.endpoint + "\"");
+        c.hard_coded_contacts.push_back(std::move(ct));
+      }
+    } else if (key == "listen_address") {
+      r.string(v, key, c.listen_address);
+      error_code ec;
+      if (!r.err) boost::asio::ip::make_address(c.listen_address, ec);
+      if (!r.err && ec) r.set("\"listen_address\" is not an IP address: \"" + c.listen_address + "\"");
+    } else if (key == "tcp_acceptor_port") {
+      r.number(v, key, c.tcp_acceptor_port, 0, 65535);
+    } else if (key == "network_name") {
+      r.string(v, key, c.network_name);
+      if (!r.err && (c.network_name.empty() || c.network_name.size() > 255))
+        r.set("\"network_name\" must be 1 to 255 bytes");
+    } else if (key == "max_message_size") {
+      r.number(v, key, c.max_message_size, 1, 1u << 30);
+    } else if (key == "send_queue_bytes") {
+      r.number(v, key, c.send_queue_bytes, 1024, 1ull << 34);
+    } else if (key == "event_queue_messages") {
+      r.number(v, key, c.event_queue_messages, 1, 1u << 24);
+    } else if (key == "max_pending_handshakes") {
+      r.number(v, key, c.max_pending_handshakes, 1, 1u << 20);
+    } else if (key == "heartbeat_interval_ms") {
+      r.millis(v, key, c.heartbeat_interval);
+    } else if (key == "heartbeat_timeout_ms") {
+      r.millis(v, key, c.heartbeat_timeout);
+    } else if (key == "handshake_timeout_ms") {
+      r.millis(v, key, c.handshake_timeout);
+    } else if (key == "connect_timeout_ms") {
+      r.millis(v, key, c.connect_timeout);
+    } else if (key == "accept_address_only") {
+      r.boolean(v, key, c.accept_address_only);
+    } else {
+      r.set("unknown key \"" + std::string(key) + "\"");
+    }
+    if (r.err) return *r.err;
+  }
+  if (c.heartbeat_timeout <= c.heartbeat_interval)
+    return fail(source, "\"heartbeat_timeout_ms\" must be larger than \"heartbeat_interval_ms\"");
+  return c;
+}
+
+cfg_result config::load(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return fail(path.string(), "cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path.string());
+}
+
+std::string config::to_json() const {
+  json::object o;
+  json::array contacts;
+  for (const auto& c : hard_coded_contacts) {
+    json::object e;
+    e["endpoint"] = c.endpoint;
+    if (c.key) e["key"] = c.key->to_string();
+    contacts.push_back(std::move(e));
+  }
+  auto ms = [](duration d) { return std::chrono::duration_cast<milliseconds>(d).count(); };
+  o["hard_coded_contacts"] = std::move(contacts);
+  o["listen_address"] = listen_address;
+  o["tcp_acceptor_port"] = tcp_acceptor_port;
+  o["network_name"] = network_name;
+  o["max_message_size"] = max_message_size;
+  o["send_queue_bytes"] = send_queue_bytes;
+  o["event_queue_messages"] = event_queue_messages;
+  o["max_pending_handshakes"] = max_pending_handshakes;
+  o["heartbeat_interval_ms"] = ms(heartbeat_interval);
+  o["heartbeat_timeout_ms"] = ms(heartbeat_timeout);
+  o["handshake_timeout_ms"] = ms(handshake_timeout);
+  o["connect_timeout_ms"] = ms(connect_timeout);
+  o["accept_address_only"] = accept_address_only;
+  return json::serialize(o);
+}
+
+}  // namespace crust

@@ -1,0 +1,52 @@
+// The node configuration (JSON). Unknown keys and wrong types are errors that
+// name the key and the file, so a typo never silently becomes a default.
+#pragma once
+
+#include "crust/base/clock.hpp"
+#include "crust/base/error.hpp"
+#include "crust/secure/identity.hpp"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace crust {
+
+struct contact {
+  std::string endpoint;            // "ip:port" or "[v6]:port"
+  std::optional<peer_key> key;     // absent: an address-only dial (Noise XX)
+};
+
+struct config {
+  std::vector<contact> hard_coded_contacts;
+  std::string listen_address = "0.0.0.0";   // TCP listener address
+  std::uint16_t tcp_acceptor_port = 0;       // 0: a random port
+  std::string network_name = "crust";        // peers of another network fail the handshake
+  std::size_t max_message_size = 2u << 20;   // 2 MiB, enforced on both sides
+  std::size_t send_queue_bytes = 8u << 20;   // per connection; beyond it low priority drops
+  std::size_t event_queue_messages = 4096;   // undelivered NewMessage events before readers wait
+  std::size_t max_pending_handshakes = 256;  // inbound handshakes in progress at once
+  duration heartbeat_interval = seconds(5);
+  duration heartbeat_timeout = seconds(20);  // LostPeer after this much silence
+  duration handshake_timeout = seconds(10);
+  duration connect_timeout = seconds(10);    // TCP connect, before the handshake
+  bool accept_address_only = true;           // answer Noise XX dials from peers without our key
+
+  struct error {
+    error_code code;
+    std::string message;  // names the key and where it is
+  };
+
+  // Parses `text`; `source` names it in messages ("crust.json").
+  static boost::system::result<config, error> parse(std::string_view text,
+                                                    std::string_view source = "config");
+  static boost::system::result<config, error> load(const std::filesystem::path& path);
+  // The config as JSON, with every key (so `crust-node config` can print defaults).
+  std::string to_json() const;
+};
+
+[[noreturn]] void throw_exception_from_error(const config::error& e,
+                                             const boost::source_location& loc);
+
+}  // namespace crust

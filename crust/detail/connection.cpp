@@ -1,0 +1,232 @@
+#include "crust/detail/connection.hpp"
+
+#include "crust/base/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cstring>
+
+namespace crust::detail {
+
+namespace asio = boost::asio;
+using asio::as_tuple;
+using asio::use_awaitable;
+
+namespace {
+constexpr std::size_t read_buffer_size = 256 * 1024;
+// Seal up to this much before each write: fewer syscalls for small
+// messages, bounded latency for large ones.
+constexpr std::size_t batch_limit = 256 * 1024;
+constexpr auto close_linger = seconds(2);
+}  // namespace
+
+connection::connection(transport::stream s, secure::handshake_result hs, const config& cfg,
+                       connection_owner& owner, duration handshake_time)
+    : stream_(std::move(s)),
+      owner_(owner),
+      max_message_(cfg.max_message_size),
+      heartbeat_interval_(cfg.heartbeat_interval),
+      heartbeat_timeout_(cfg.heartbeat_timeout),
+      sealer_(std::move(hs.keys.send)),
+      opener_(std::move(hs.keys.receive)),
+      reasm_(cfg.max_message_size),
+      queue_(cfg.send_queue_bytes),
+      writer_wake_(stream_.get_executor()),
+      flushed_(stream_.get_executor()),
+      last_received_(clock::now()),
+      last_sent_(clock::now()) {
+  info_.id = hs.remote.id;
+  info_.key = hs.remote;
+  info_.transport = stream_.transport();
+  info_.remote = stream_.remote_description();
+  info_.inbound = !hs.initiator;
+  info_.address_only = hs.address_only;
+  info_.handshake_time = handshake_time;
+  info_.connection_id = to_hex(byte_span(hs.keys.handshake_hash).first(8));
+}
+
+result<void> connection::send(bytes payload, priority prio, bool sign) {
+  if (closing_ || ended_) return make_error_code(errc::not_connected);
+  if (payload.size() > max_message_) return make_error_code(errc::message_too_large);
+  secure::outgoing_message m;
+  if (sign)
+    m.signature = owner_.me().sign(
+        secure::signed_message_body(owner_.me().id().key, info_.id.key, payload));
+  m.payload = std::move(payload);
+  m.prio = prio;
+  auto d = queue_.push(std::move(m));
+  if (d.count > 0) {
+    stats_.messages_dropped += d.count;
+    owner_.post_event(events::messages_dropped{info_.id, d.count, d.bytes, d.lowest_dropped});
+  }
+  writer_wake_.notify();
+  return {};
+}
+
+asio::awaitable<result<void>> connection::flush() {
+  // Hold ourselves: the waiter may outlive the owner's reference.
+  auto self = shared_from_this();
+  while (!ended_ && (writing_ || !queue_.empty())) {
+    co_await flushed_.wait();
+    if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none)
+      co_return make_error_code(errc::cancelled);
+  }
+  if (ended_ && !queue_.empty()) co_return make_error_code(errc::not_connected);
+  co_return result<void>{};
+}
+
+void connection::close(close_reason reason, std::string text) {
+  if (closing_ || ended_) return;
+  closing_ = true;
+  close_reason_ = reason;
+  close_text_ = std::move(text);
+  writer_wake_.notify();
+}
+
+void connection::abort() noexcept {
+  ended_ = true;
+  stream_.close();
+}
+
+void connection::seal_record(byte_span rec) {
+  auto dst = sealer_.prepare(rec.size(), batch_);
+  std::memcpy(dst.data(), rec.data(), rec.size());
+  (void)sealer_.commit(batch_);  // sizes are within limits by construction
+}
+
+void connection::seal_message(const secure::outgoing_message& m) {
+  secure::encode_message(m, secure::max_frame_body, [this](byte_span header, byte_span data) {
+    auto dst = sealer_.prepare(header.size() + data.size(), batch_);
+    std::memcpy(dst.data(), header.data(), header.size());
+    if (!data.empty()) std::memcpy(dst.data() + header.size(), data.data(), data.size());
+    (void)sealer_.commit(batch_);
+  });
+  ++stats_.messages_sent;
+  stats_.bytes_sent += m.payload.size();
+}
+
+asio::awaitable<error_code> connection::writer() {
+  for (;;) {
+    batch_.clear();
+    while (batch_.size() < batch_limit) {
+      auto m = queue_.pop();
+      if (!m) break;
+      seal_message(*m);
+    }
+    if (batch_.empty() && heartbeat_due_) seal_record(secure::encode_heartbeat());
+    heartbeat_due_ = false;
+    const bool send_close = closing_ && queue_.empty() && !close_sent_;
+    if (send_close) {
+      seal_record(secure::encode_close(close_reason_, close_text_));
+      close_sent_ = true;
+    }
+    if (!batch_.empty()) {
+      writing_ = true;
+      auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(batch_), as_tuple(use_awaitable));
+      writing_ = false;
+      if (ec) co_return ec;
+      last_sent_ = clock::now();
+    }
+    if (queue_.empty()) flushed_.notify();
+    if (close_sent_) {
+      // Our close is out; half-close and let the reader see the peer's end.
+      stream_.shutdown_send();
+      timer linger(stream_.get_executor());
+      linger.expires_after(close_linger);
+      co_await linger.async_wait(as_tuple(use_awaitable));
+      co_return make_error_code(errc::timed_out);
+    }
+    if (queue_.empty() && !heartbeat_due_ && !closing_) co_await writer_wake_.wait();
+  }
+}
+
+result<void> connection::handle(const secure::incoming& in, bool& ended, error_code& why) {
+  if (auto* m = std::get_if<secure::incoming_message>(&in)) {
+    if (m->signature &&
+        !verify_message_signature(info_.id, owner_.me().id(), m->payload, *m->signature))
+      return make_error_code(errc::bad_signature);
+    ++stats_.messages_received;
+    stats_.bytes_received += m->payload.size();
+    return {};  // delivered by the reader, which may have to wait
+  }
+  if (auto* c = std::get_if<secure::incoming_close>(&in)) {
+    peer_close_ = *c;
+    ended = true;
+    why = c->reason == close_reason::duplicate ? make_error_code(errc::duplicate_connection)
+                                               : make_error_code(errc::peer_closed);
+    return {};
+  }
+  if (auto* o = std::get_if<secure::incoming_oversize>(&in)) {
+    owner_.post_event(events::message_too_large{info_.id, o->declared_size});
+  }
+  return {};
+}
+
+asio::awaitable<error_code> connection::reader() {
+  std::vector<byte> buf(read_buffer_size);
+  for (;;) {
+    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(buf), as_tuple(use_awaitable));
+    if (ec) {
+      if (close_sent_ && (ec == asio::error::eof || ec == asio::error::connection_reset))
+        co_return make_error_code(errc::peer_closed);
+      co_return ec == asio::error::eof ? make_error_code(errc::peer_closed) : ec;
+    }
+    last_received_ = clock::now();
+    mutable_byte_span in(buf.data(), n);
+    while (!in.empty()) {
+      auto body = opener_.next(in);
+      if (!body) co_return body.error();
+      if (!*body) break;
+      auto rec = reasm_.feed(**body);
+      if (!rec) co_return rec.error();
+      bool ended = false;
+      error_code why;
+      if (auto h = handle(*rec, ended, why); !h) co_return h.error();
+      if (ended) co_return why;
+      if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {
+        delivering_ = true;
+        co_await owner_.deliver(
+            events::new_message{info_.id, std::move(m->payload), m->prio, m->signature}, true);
+        delivering_ = false;
+      }
+    }
+  }
+}
+
+asio::awaitable<error_code> connection::watchdog() {
+  timer t(stream_.get_executor());
+  const auto tick = std::min(heartbeat_interval_, heartbeat_timeout_) / 4;
+  for (;;) {
+    t.expires_after(tick);
+    co_await t.async_wait(as_tuple(use_awaitable));
+    auto now = clock::now();
+    // While the application is slow to take messages the reader is blocked,
+    // not the peer silent.
+    if (delivering_) last_received_ = now;
+    if (now - last_received_ > heartbeat_timeout_) co_return make_error_code(errc::connection_lost);
+    if (now - last_sent_ >= heartbeat_interval_ && !heartbeat_due_) {
+      heartbeat_due_ = true;
+      writer_wake_.notify();
+    }
+  }
+}
+
+asio::awaitable<error_code> connection::run() {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  auto outcome = co_await (reader() || writer() || watchdog());
+  ended_ = true;
+  stream_.close();
+  flushed_.notify();
+  error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
+  if (close_sent_ && (why == errc::peer_closed || why == errc::timed_out ||
+                      why == errc::duplicate_connection))
+    why = make_error_code(errc::peer_closed);  // we closed, and it ended as it should
+  co_return why;
+}
+
+}  // namespace crust::detail

@@ -1,0 +1,88 @@
+// One authenticated connection: the send queue, the frame codec and three
+// coroutines (reader, writer, watchdog) over a transport stream.
+#pragma once
+
+#include "crust/base/notifier.hpp"
+#include "crust/config.hpp"
+#include "crust/events.hpp"
+#include "crust/secure/frame.hpp"
+#include "crust/secure/handshake.hpp"
+#include "crust/secure/message.hpp"
+#include "transports/stream.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <memory>
+
+namespace crust::detail {
+
+// What a connection needs from its owner; the owner outlives run().
+class connection_owner {
+ public:
+  virtual ~connection_owner() = default;
+  // Delivers an event; for messages it may wait for room (back-pressure).
+  virtual boost::asio::awaitable<void> deliver(event ev, bool is_message) = 0;
+  virtual void post_event(event ev) = 0;
+  virtual const identity& me() const = 0;
+};
+
+class connection : public std::enable_shared_from_this<connection> {
+ public:
+  connection(transport::stream s, secure::handshake_result hs, const config& cfg,
+             connection_owner& owner, duration handshake_time);
+
+  const peer_info& info() const noexcept { return info_; }
+  const peer_stats& stats() const noexcept { return stats_; }
+  bool initiated_by_us() const noexcept { return !info_.inbound; }
+
+  // Queues a message. Errors: message_too_large, not_connected when closing.
+  // Drops under back-pressure are reported as a messages_dropped event.
+  result<void> send(bytes payload, priority prio, bool sign);
+  // Waits until everything queued so far is written (or the connection ends).
+  boost::asio::awaitable<result<void>> flush();
+  // Flushes what is queued, sends a close record and ends when the peer has
+  // closed too (or after a grace period).
+  void close(close_reason reason, std::string text = {});
+  // Closes the socket at once.
+  void abort() noexcept;
+
+  // Runs until the connection ends; returns why.
+  boost::asio::awaitable<error_code> run();
+
+ private:
+  boost::asio::awaitable<error_code> reader();
+  boost::asio::awaitable<error_code> writer();
+  boost::asio::awaitable<error_code> watchdog();
+  result<void> handle(const secure::incoming& in, bool& ended, error_code& why);
+  void seal_message(const secure::outgoing_message& m);
+  void seal_record(byte_span rec);
+
+  transport::stream stream_;
+  connection_owner& owner_;  // outlives run(): the service awaits every connection
+  peer_info info_;
+  peer_stats stats_;
+  std::size_t max_message_;
+  duration heartbeat_interval_;
+  duration heartbeat_timeout_;
+  secure::frame_sealer sealer_;
+  secure::frame_opener opener_;
+  secure::reassembler reasm_;
+  secure::send_queue queue_;
+  notifier writer_wake_;
+  notifier flushed_;
+  bytes batch_;
+  bool writing_ = false;
+  bool heartbeat_due_ = false;
+  bool closing_ = false;
+  bool close_sent_ = false;
+  bool ended_ = false;
+  bool delivering_ = false;
+  close_reason close_reason_ = close_reason::normal;
+  std::string close_text_;
+  std::optional<secure::incoming_close> peer_close_;
+  time_point last_received_;
+  time_point last_sent_;
+};
+
+}  // namespace crust::detail

@@ -1,0 +1,60 @@
+#include "crust/events.hpp"
+
+#include <sstream>
+
+namespace crust {
+
+namespace {
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+overloaded(F...) -> overloaded<F...>;
+
+std::string who(const peer_info& p) {
+  return p.id.short_string() + " (" + transport::to_string(p.transport) + " " + p.remote + ")";
+}
+}  // namespace
+
+std::string describe(const event& e) {
+  return std::visit(
+      overloaded{
+          [](const events::new_message& m) {
+            return "NewMessage from " + m.peer.short_string() + ": " +
+                   std::to_string(m.payload.size()) + " bytes, " + to_string(m.prio) +
+                   (m.signature ? ", signed" : "");
+          },
+          [](const events::bootstrap_accept& a) { return "BootstrapAccept " + who(a.peer); },
+          [](const events::connect_success& c) { return "ConnectSuccess " + who(c.peer); },
+          [](const events::connect_failure& c) {
+            return "ConnectFailure " + c.endpoint + ": " + c.error.message();
+          },
+          [](const events::listener_started& l) { return "ListenerStarted " + l.endpoint; },
+          [](const events::listener_failed& l) {
+            return "ListenerFailed " + l.endpoint + ": " + l.error.message();
+          },
+          [](const events::lost_peer& l) {
+            return "LostPeer " + l.peer.short_string() + ": " + l.reason.message() +
+                   (l.detail.empty() ? "" : " (" + l.detail + ")");
+          },
+          [](const events::message_too_large& m) {
+            return "MessageTooLarge from " + m.peer.short_string() + ": " + std::to_string(m.size) +
+                   " bytes, skipped";
+          },
+          [](const events::messages_dropped& d) {
+            return "MessagesDropped to " + d.peer.short_string() + ": " + std::to_string(d.count) +
+                   " messages, " + std::to_string(d.bytes) + " bytes, down to priority " +
+                   to_string(d.lowest);
+          },
+      },
+      e);
+}
+
+bool verify_message_signature(const public_id& sender, const public_id& receiver,
+                              byte_span payload, const secure::signature64& sig) {
+  return secure::ed25519_verify(
+      sender.key, secure::signed_message_body(sender.key, receiver.key, payload), sig);
+}
+
+}  // namespace crust

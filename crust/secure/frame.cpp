@@ -1,0 +1,101 @@
+#include "crust/secure/frame.hpp"
+
+#include <cstring>
+
+namespace crust::secure {
+
+mutable_byte_span frame_sealer::prepare(std::size_t body_len, bytes& out) {
+  pending_at_ = out.size();
+  pending_len_ = body_len;
+  out.resize(pending_at_ + frame_header_size + body_len + aead_tag_size);
+  return {out.data() + pending_at_ + frame_header_size, body_len};
+}
+
+result<void> frame_sealer::commit(bytes& out) {
+  if (pending_len_ > max_frame_body) return make_error_code(errc::message_too_large);
+  byte* p = out.data() + pending_at_;
+  p[0] = static_cast<byte>(pending_len_ >> 8);
+  p[1] = static_cast<byte>(pending_len_);
+  if (auto r = cs_.seal_in_place({}, p, 2); !r) return r;
+  if (auto r = cs_.seal_in_place({}, p + frame_header_size, pending_len_); !r) return r;
+  ++frames_;
+  if (++since_rekey_ == rekey_interval_) {
+    cs_.rekey();
+    cs_.set_nonce(0);
+    since_rekey_ = 0;
+  }
+  return {};
+}
+
+result<void> frame_sealer::seal(byte_span body, bytes& out) {
+  if (body.size() > max_frame_body) return make_error_code(errc::message_too_large);
+  auto dst = prepare(body.size(), out);
+  if (!body.empty()) std::memcpy(dst.data(), body.data(), body.size());
+  return commit(out);
+}
+
+result<void> frame_opener::open_header(byte* p) {
+  if (auto r = cs_.open_in_place({}, p, frame_header_size); !r) {
+    failed_ = true;
+    return r;
+  }
+  body_len_ = (std::size_t{p[0]} << 8) | p[1];
+  if (*body_len_ > max_frame_body) {
+    failed_ = true;
+    return make_error_code(errc::frame_corrupt);
+  }
+  return {};
+}
+
+result<void> frame_opener::open_body(byte* p, std::size_t len) {
+  if (auto r = cs_.open_in_place({}, p, len + aead_tag_size); !r) {
+    failed_ = true;
+    return r;
+  }
+  body_len_.reset();
+  ++frames_;
+  if (++since_rekey_ == rekey_interval_) {
+    cs_.rekey();
+    cs_.set_nonce(0);
+    since_rekey_ = 0;
+  }
+  return {};
+}
+
+result<std::optional<byte_span>> frame_opener::next(mutable_byte_span& in) {
+  if (failed_) return make_error_code(errc::frame_corrupt);
+  for (;;) {
+    const std::size_t want = body_len_ ? *body_len_ + aead_tag_size : frame_header_size;
+    if (partial_.empty() && in.size() >= want) {
+      // Fast path: the whole piece is in the caller's buffer; open in place.
+      byte* p = in.data();
+      in = in.subspan(want);
+      if (!body_len_) {
+        if (auto r = open_header(p); !r) return r.error();
+        continue;
+      }
+      std::size_t len = *body_len_;
+      if (auto r = open_body(p, len); !r) return r.error();
+      return std::optional<byte_span>(byte_span(p, len));
+    }
+    // Slow path: gather the piece across reads.
+    std::size_t take = std::min(want - partial_.size(), in.size());
+    partial_.insert(partial_.end(), in.begin(), in.begin() + static_cast<std::ptrdiff_t>(take));
+    in = in.subspan(take);
+    if (partial_.size() < want) return std::optional<byte_span>{};
+    if (!body_len_) {
+      auto r = open_header(partial_.data());
+      partial_.clear();
+      if (!r) return r.error();
+      continue;
+    }
+    std::size_t len = *body_len_;
+    if (auto r = open_body(partial_.data(), len); !r) return r.error();
+    // Hand the body out from a buffer of its own, valid until the next call.
+    std::swap(partial_, last_body_);
+    partial_.clear();
+    return std::optional<byte_span>(byte_span(last_body_.data(), len));
+  }
+}
+
+}  // namespace crust::secure

@@ -1,0 +1,166 @@
+#include "crust/secure/message.hpp"
+
+namespace crust {
+
+const char* to_string(priority p) noexcept {
+  switch (p) {
+    case priority::high: return "high";
+    case priority::normal: return "normal";
+    case priority::low: return "low";
+  }
+  return "?";
+}
+
+const char* to_string(close_reason r) noexcept {
+  switch (r) {
+    case close_reason::normal: return "normal";
+    case close_reason::shutdown: return "shutdown";
+    case close_reason::duplicate: return "duplicate";
+    case close_reason::protocol_error: return "protocol error";
+    case close_reason::timeout: return "timeout";
+    case close_reason::not_allowed: return "not allowed";
+  }
+  return "unknown";
+}
+
+}  // namespace crust
+
+namespace crust::secure {
+
+namespace {
+constexpr byte flag_first = 1, flag_last = 2, flag_signed = 4;
+constexpr std::string_view signed_domain = "crust-signed-message-v1";
+}  // namespace
+
+std::size_t first_fragment_header(bool signed_msg) noexcept {
+  return fragment_header + 4 + (signed_msg ? 64 : 0);
+}
+
+bytes encode_close(close_reason reason, std::string_view text) {
+  bytes b = {static_cast<byte>(record_type::close), static_cast<byte>(reason)};
+  append(b, as_bytes(text.substr(0, max_close_text)));
+  return b;
+}
+
+bytes encode_heartbeat() { return {static_cast<byte>(record_type::heartbeat)}; }
+
+bytes signed_message_body(const key32& sender, const key32& receiver, byte_span payload) {
+  bytes b(signed_domain.begin(), signed_domain.end());
+  append(b, sender);
+  append(b, receiver);
+  append(b, payload);
+  return b;
+}
+
+result<incoming> reassembler::feed(byte_span body) {
+  const auto violation = make_error_code(errc::protocol_violation);
+  if (body.empty()) return violation;
+  switch (static_cast<record_type>(body[0])) {
+    case record_type::heartbeat:
+      if (body.size() != 1) return violation;
+      return incoming{incoming_heartbeat{}};
+    case record_type::close: {
+      if (body.size() < 2 || body.size() > 2 + max_close_text) return violation;
+      incoming_close c;
+      c.reason = body[1] <= static_cast<byte>(close_reason::not_allowed)
+                     ? static_cast<close_reason>(body[1])
+                     : close_reason::protocol_error;
+      c.text.assign(reinterpret_cast<const char*>(body.data() + 2), body.size() - 2);
+      return incoming{std::move(c)};
+    }
+    case record_type::data: break;
+    default: return violation;
+  }
+  if (body.size() < fragment_header) return violation;
+  const byte flags = body[1];
+  const byte prio = body[2];
+  if ((flags & ~(flag_first | flag_last | flag_signed)) != 0 || prio >= priority_count)
+    return violation;
+  const bool first = flags & flag_first;
+  const bool last = flags & flag_last;
+  const bool is_signed = flags & flag_signed;
+  byte_span data = body.subspan(fragment_header);
+
+  if (first) {
+    if (in_message_) return violation;
+    const std::size_t extra = 4 + (is_signed ? 64 : 0);
+    if (data.size() < extra) return violation;
+    expected_ = get_u32(data.data());
+    received_ = 0;
+    current_ = incoming_message{};
+    current_.prio = static_cast<priority>(prio);
+    if (is_signed) {
+      signature64 sig{};
+      std::copy_n(data.begin() + 4, 64, sig.begin());
+      current_.signature = sig;
+    }
+    data = data.subspan(extra);
+    in_message_ = true;
+    discarding_ = expected_ > max_;
+    // Never reserve from a declared length: grow only as bytes arrive.
+    if (discarding_ && last) return violation;  // an oversize message cannot fit one frame
+  } else if (!in_message_ || static_cast<byte>(current_.prio) != prio ||
+             current_.signature.has_value() != is_signed) {
+    return violation;
+  }
+
+  received_ += data.size();
+  if (received_ > expected_) return violation;
+  if (!discarding_) append(current_.payload, data);
+  if (!last) return incoming{};
+  in_message_ = false;
+  if (received_ != expected_) return violation;
+  if (discarding_) {
+    discarding_ = false;
+    current_ = incoming_message{};
+    return incoming{incoming_oversize{expected_}};
+  }
+  return incoming{std::move(current_)};
+}
+
+send_queue::dropped send_queue::push(outgoing_message msg) {
+  dropped d;
+  const std::size_t size = msg.payload.size();
+  const auto prio = static_cast<std::size_t>(msg.prio);
+  // Drop the oldest of the least important first, never anything as
+  // important as the newcomer.
+  for (std::size_t p = priority_count; p-- > prio + 1 && bytes_ + size > max_bytes_;) {
+    auto& q = queues_[p];
+    while (!q.empty() && bytes_ + size > max_bytes_) {
+      bytes_ -= q.front().payload.size();
+      d.bytes += q.front().payload.size();
+      ++d.count;
+      d.lowest_dropped = std::max(d.lowest_dropped, static_cast<priority>(p));
+      q.pop_front();
+      --count_;
+    }
+  }
+  if (bytes_ + size > max_bytes_ && count_ > 0) {
+    d.refused_new = true;
+    d.bytes += size;
+    ++d.count;
+    d.lowest_dropped = std::max(d.lowest_dropped, msg.prio);
+    return d;
+  }
+  // An empty queue always takes one message, however large (up to the
+  // message size limit checked by the caller), so progress is never blocked.
+  bytes_ += size;
+  ++count_;
+  queues_[prio].push_back(std::move(msg));
+  return d;
+}
+
+std::optional<outgoing_message> send_queue::pop() {
+  for (auto& q : queues_) {
+    if (!q.empty()) {
+      auto m = std::move(q.front());
+      q.pop_front();
+      bytes_ -= m.payload.size();
+      --count_;
+      return m;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace crust::secure

@@ -1,0 +1,76 @@
+#include "transports/stream.hpp"
+
+#include <boost/asio/local/connect_pair.hpp>
+
+namespace crust::transport {
+
+const char* to_string(kind k) noexcept {
+  switch (k) {
+    case kind::none: return "none";
+    case kind::tcp: return "tcp";
+    case kind::utp: return "utp";
+    case kind::memory: return "memory";
+  }
+  return "?";
+}
+
+std::pair<stream, stream> stream::make_pair(const executor_type& ex) {
+  local_socket a(ex), b(ex);
+  asio::local::connect_pair(a, b);
+  return {stream(std::move(a)), stream(std::move(b))};
+}
+
+kind stream::transport() const noexcept {
+  switch (s_.index()) {
+    case 1: return kind::tcp;
+    case 2: return kind::memory;
+    default: return kind::none;
+  }
+}
+
+bool stream::is_open() const noexcept {
+  return std::visit(
+      [](const auto& s) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(s)>, std::monostate>)
+          return false;
+        else
+          return s.is_open();
+      },
+      s_);
+}
+
+stream::executor_type stream::get_executor() {
+  return std::visit(
+      [](auto& s) -> executor_type {
+        if constexpr (std::is_same_v<std::decay_t<decltype(s)>, std::monostate>)
+          return asio::system_executor();
+        else
+          return s.get_executor();
+      },
+      s_);
+}
+
+std::string stream::remote_description() const {
+  if (const auto* t = std::get_if<tcp_socket>(&s_)) {
+    error_code ec;
+    auto ep = t->remote_endpoint(ec);
+    if (ec) return "tcp:?";
+    auto addr = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+    return addr + ":" + std::to_string(ep.port());
+  }
+  return s_.index() == 2 ? "in-process" : "closed";
+}
+
+void stream::shutdown_send() noexcept {
+  error_code ec;
+  if (auto* t = std::get_if<tcp_socket>(&s_)) t->shutdown(tcp_socket::shutdown_send, ec);
+  if (auto* l = std::get_if<local_socket>(&s_)) l->shutdown(local_socket::shutdown_send, ec);
+}
+
+void stream::close() noexcept {
+  error_code ec;
+  if (auto* t = std::get_if<tcp_socket>(&s_)) t->close(ec);
+  if (auto* l = std::get_if<local_socket>(&s_)) l->close(ec);
+}
+
+}  // namespace crust::transport

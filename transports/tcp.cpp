@@ -1,0 +1,87 @@
+#include "transports/tcp.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <charconv>
+
+namespace crust::transport {
+
+namespace {
+
+void tune(asio::ip::tcp::socket& s) {
+  error_code ec;
+  s.set_option(asio::ip::tcp::no_delay(true), ec);  // the channel batches writes itself
+}
+
+}  // namespace
+
+result<asio::ip::tcp::acceptor> tcp_listen(const asio::any_io_executor& ex,
+                                           const tcp_endpoint& at, int backlog) {
+  asio::ip::tcp::acceptor acc(ex);
+  error_code ec;
+  acc.open(at.protocol(), ec);
+  if (ec) return ec;
+  acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (ec) return ec;
+  using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  acc.set_option(reuse_port(true), ec);
+  if (ec) return ec;
+  if (at.address().is_v6()) {
+    acc.set_option(asio::ip::v6_only(false), ec);
+    ec.clear();  // dual-stack where the system allows it
+  }
+  acc.bind(at, ec);
+  if (ec) return ec;
+  acc.listen(backlog, ec);
+  if (ec) return ec;
+  return acc;
+}
+
+asio::awaitable<result<stream>> tcp_accept(asio::ip::tcp::acceptor& acceptor) {
+  auto [ec, sock] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+  if (ec) co_return ec;
+  tune(sock);
+  co_return stream(std::move(sock));
+}
+
+asio::awaitable<result<stream>> tcp_dial(tcp_endpoint to) {
+  asio::ip::tcp::socket sock(co_await asio::this_coro::executor);
+  auto [ec] = co_await sock.async_connect(to, asio::as_tuple(asio::use_awaitable));
+  if (ec) co_return ec;
+  tune(sock);
+  co_return stream(std::move(sock));
+}
+
+result<tcp_endpoint> parse_endpoint(std::string_view text) {
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return make_error_code(errc::bad_config);
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return make_error_code(errc::bad_config);
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned p = 0;
+  auto [ptr, perr] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (perr != std::errc{} || ptr != port.data() + port.size() || p > 65535)
+    return make_error_code(errc::bad_config);
+  error_code ec;
+  auto addr = asio::ip::make_address(std::string(host), ec);
+  if (ec) return make_error_code(errc::bad_config);
+  return tcp_endpoint(addr, static_cast<unsigned short>(p));
+}
+
+std::string to_string(const tcp_endpoint& ep) {
+  auto a = ep.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
+}
+
+}  // namespace crust::transport
