@@ -62,13 +62,13 @@ template <class T>
 struct race_state {
   explicit race_state(const asio::any_io_executor& ex, std::size_t n) : done(ex) {
     for (std::size_t i = 0; i < n; ++i) starts.push_back(std::make_unique<timer>(ex));
-    signals.resize(n);
+    for (std::size_t i = 0; i < n; ++i) signals.push_back(std::make_unique<asio::cancellation_signal>());
     started.assign(n, false);
     outcome.errors.assign(n, make_error_code(errc::cancelled));
   }
   timer done;
   std::vector<std::unique_ptr<timer>> starts;
-  std::vector<asio::cancellation_signal> signals;
+  std::vector<std::unique_ptr<asio::cancellation_signal>> signals;
   std::vector<bool> started;
   std::size_t remaining = 0;
   bool decided = false;
@@ -77,7 +77,7 @@ struct race_state {
 
   void cancel_others(std::size_t keep) {
     for (std::size_t i = 0; i < signals.size(); ++i)
-      if (i != keep) signals[i].emit(asio::cancellation_type::terminal);
+      if (i != keep) signals[i]->emit(asio::cancellation_type::terminal);
   }
   void start_next_waiting() {
     for (std::size_t i = 0; i < starts.size(); ++i) {
@@ -141,7 +141,7 @@ asio::awaitable<race_outcome<T>> first_success(std::vector<attempt<T>> attempts,
       if (--st->remaining == 0) st->done.cancel();
     };
     asio::co_spawn(ex, detail::run_attempt<T>(st, i, std::move(attempts[i])),
-                   asio::bind_cancellation_slot(st->signals[i].slot(), std::move(handler)));
+                   asio::bind_cancellation_slot(st->signals[i]->slot(), std::move(handler)));
   }
   // Wait for every attempt. If our caller cancels us, pass it on and keep
   // waiting: no attempt outlives this call.

@@ -62,7 +62,8 @@ bytes handshake::proof(const key32& h) const {
   bytes msg(proof_domain.begin(), proof_domain.end());
   append(msg, h);
   append(msg, me_->static_key().pub);
-  bytes out(me_->id().key.begin(), me_->id().key.end());
+  const auto id = me_->id();  // by value: take begin and end of one object
+  bytes out(id.key.begin(), id.key.end());
   append(out, me_->sign(msg));
   return out;
 }

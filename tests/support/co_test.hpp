@@ -1,0 +1,75 @@
+// Helpers for tests whose bodies are coroutines: each test runs on its own
+// io_context, bounded in time, and rethrows what the coroutine threw.
+#pragma once
+
+#include "crust/base/clock.hpp"
+#include "crust/base/race.hpp"
+#include "crust/config.hpp"
+#include "crust/service.hpp"
+
+#include "support/test.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+namespace crust::test {
+
+namespace asio = boost::asio;
+
+inline void run(const std::function<asio::awaitable<void>(asio::io_context&)>& body,
+                duration limit = seconds(120)) {
+  asio::io_context io;
+  bool done = false;
+  std::exception_ptr err;
+  asio::co_spawn(io, body(io), [&](std::exception_ptr e) {
+    done = true;
+    err = e;
+  });
+  io.run_for(limit);
+  if (err) std::rethrow_exception(err);
+  REQUIRE_MESSAGE(done, "the test coroutine did not finish within its time limit");
+}
+
+inline config loopback_config() {
+  config c;
+  c.listen_address = "127.0.0.1";
+  c.handshake_timeout = seconds(5);
+  c.connect_timeout = seconds(5);
+  return c;
+}
+
+inline std::unique_ptr<service> make_node(asio::io_context& io, config c = loopback_config()) {
+  return std::make_unique<service>(io.get_executor(), std::move(c), identity::generate());
+}
+
+// The next event of type E, skipping others; fails the test after `limit`.
+template <class E>
+asio::awaitable<E> next_of(service& svc, duration limit = seconds(20)) {
+  const auto deadline = clock::now() + limit;
+  for (;;) {
+    auto left = deadline - clock::now();
+    REQUIRE_MESSAGE(left > duration::zero(), "timed out waiting for an event");
+    auto ev = co_await with_timeout(svc.next_event(), left);
+    REQUIRE_MESSAGE(ev.has_value(), "no event: " << ev.error().message());
+    if (auto* e = std::get_if<E>(&*ev)) co_return std::move(*e);
+  }
+}
+
+inline asio::awaitable<void> sleep_for(duration d) {
+  timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+// ../shared/vectors beside the source tree, or $CRUST_VECTORS.
+inline std::filesystem::path vectors_dir() {
+  if (const char* v = std::getenv("CRUST_VECTORS")) return v;
+  return std::filesystem::path(CRUST_SOURCE_ROOT) / ".." / "shared" / "vectors";
+}
+
+}  // namespace crust::test

@@ -1,0 +1,70 @@
+#include "crust/config.hpp"
+
+#include "support/test.hpp"
+
+using namespace crust;
+
+TEST_CASE("config: an empty object gives the documented defaults") {
+  auto c = config::parse("{}");
+  REQUIRE(c);
+  CHECK(c->network_name == "crust");
+  CHECK(c->tcp_acceptor_port == 0);
+  CHECK(c->max_message_size == 2u << 20);
+  CHECK(c->heartbeat_timeout > c->heartbeat_interval);
+  // Printing and re-reading keeps every value.
+  auto again = config::parse(c->to_json());
+  REQUIRE(again);
+  CHECK(again->to_json() == c->to_json());
+}
+
+TEST_CASE("config: values are read") {
+  auto key = identity::generate().public_key().to_string();
+  auto c = config::parse(R"({
+    // comments are allowed
+    "network_name": "lab", "tcp_acceptor_port": 5483, "max_message_size": 1000,
+    "heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500,
+    "hard_coded_contacts": ["127.0.0.1:1", {"endpoint": "[::1]:2", "key": ")" + key + R"("}]
+  })");
+  REQUIRE_MESSAGE(c, c.error().message);
+  CHECK(c->network_name == "lab");
+  CHECK(c->tcp_acceptor_port == 5483);
+  CHECK(c->max_message_size == 1000);
+  CHECK(c->heartbeat_timeout == milliseconds(500));
+  REQUIRE(c->hard_coded_contacts.size() == 2);
+  CHECK_FALSE(c->hard_coded_contacts[0].key);
+  CHECK(c->hard_coded_contacts[1].key->to_string() == key);
+}
+
+TEST_CASE("config: errors name the key and the file") {
+  struct bad {
+    const char* text;
+    const char* says;
+  };
+  for (auto b : {bad{R"({"netwrok_name": "x"})", "unknown key \"netwrok_name\""},
+                 bad{R"({"tcp_acceptor_port": "80"})", "\"tcp_acceptor_port\" must be a whole number"},
+                 bad{R"({"tcp_acceptor_port": 70000})", "between 0 and 65535"},
+                 bad{R"({"max_message_size": -1})", "must not be negative"},
+                 bad{R"({"network_name": ""})", "1 to 255 bytes"},
+                 bad{R"({"hard_coded_contacts": [{"endpoint": "nowhere"}]})",
+                     "\"hard_coded_contacts[0].endpoint\" is not an ip:port"},
+                 bad{R"({"hard_coded_contacts": [{"endpoint": "1.2.3.4:5", "key": "zz"}]})",
+                     "hard_coded_contacts[0].key"},
+                 bad{R"({"hard_coded_contacts": [{"ep": "1.2.3.4:5"}]})", "hard_coded_contacts[0].ep"},
+                 bad{R"({"heartbeat_interval_ms": 5000, "heartbeat_timeout_ms": 100})", "larger than"},
+                 bad{R"({"accept_address_only": 1})", "true or false"},
+                 bad{"[1]", "top level"},
+                 bad{"{", "not valid JSON"}}) {
+    CAPTURE(b.text);
+    auto c = config::parse(b.text, "node.json");
+    REQUIRE_FALSE(c);
+    CHECK(c.error().code == errc::bad_config);
+    CHECK(c.error().message.find("node.json: ") == 0);
+    CHECK_MESSAGE(c.error().message.find(b.says) != std::string::npos, c.error().message);
+  }
+}
+
+TEST_CASE("config: a missing file is a clear error") {
+  auto c = config::load("/nonexistent/crust.json");
+  REQUIRE_FALSE(c);
+  CHECK(c.error().message.find("cannot be read") != std::string::npos);
+}
