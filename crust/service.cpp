@@ -20,9 +20,6 @@ using detail::connection;
 namespace {
 constexpr auto replacement_wait = seconds(2);
 
-bool cancelled(const asio::cancellation_state& cs) {
-  return cs.cancelled() != asio::cancellation_type::none;
-}
 }  // namespace
 
 class service::impl final : public detail::connection_owner,
@@ -41,7 +38,8 @@ class service::impl final : public detail::connection_owner,
   asio::awaitable<void> deliver(event ev, bool is_message) override {
     while (is_message && queued_messages_ >= cfg_.event_queue_messages && !stopping_) {
       co_await event_space_.wait();
-      if (cancelled(co_await asio::this_coro::cancellation_state)) co_return;
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled) co_return;
     }
     if (stopping_) co_return;
     if (is_message) ++queued_messages_;
@@ -103,10 +101,9 @@ class service::impl final : public detail::connection_owner,
     ++pending_handshakes_;
     const auto t0 = clock::now();
     std::string from = s.remote_description();
-    auto hs = co_await with_timeout(
-        secure::run_handshake(s, secure::handshake::responder(id_, cfg_.network_name,
-                                                              cfg_.accept_address_only)),
-        cfg_.handshake_timeout);
+    auto machine = secure::handshake::responder(id_, cfg_.network_name, cfg_.accept_address_only);
+    auto op = secure::run_handshake(s, std::move(machine));
+    auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
     --pending_handshakes_;
     if (!hs) {
       CRUST_LOG(info, "service", "inbound handshake from " << from << " failed: "
@@ -137,15 +134,18 @@ class service::impl final : public detail::connection_owner,
       CRUST_LOG(info, "service", "connect to " << where << " failed: " << ec.message());
       return ec;
     };
-    auto s = co_await with_timeout(transport::tcp_dial(to), cfg_.connect_timeout);
-    if (cancelled(co_await asio::this_coro::cancellation_state))
+    auto dial = transport::tcp_dial(to);
+    auto s = co_await with_timeout(std::move(dial), cfg_.connect_timeout);
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled)
       co_return make_error_code(errc::cancelled);
     if (!s) co_return fail(s.error());
     const auto t0 = clock::now();
-    auto hs = co_await with_timeout(
-        secure::run_handshake(*s, secure::handshake::initiator(id_, cfg_.network_name, key)),
-        cfg_.handshake_timeout);
-    if (cancelled(co_await asio::this_coro::cancellation_state))
+    auto machine = secure::handshake::initiator(id_, cfg_.network_name, key);
+    auto op = secure::run_handshake(*s, std::move(machine));
+    auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
+    const bool cancelled_in_handshake = co_await cancel_requested();
+    if (cancelled_in_handshake)
       co_return make_error_code(errc::cancelled);
     if (!hs) co_return fail(hs.error());
     if (hs->remote.id == id_.id()) co_return fail(make_error_code(errc::wrong_peer_key));
@@ -238,7 +238,8 @@ class service::impl final : public detail::connection_owner,
     while (events_.empty()) {
       if (stopping_) co_return make_error_code(errc::shutting_down);
       co_await event_ready_.wait();
-      if (cancelled(co_await asio::this_coro::cancellation_state))
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled)
         co_return make_error_code(errc::cancelled);
     }
     event ev = std::move(events_.front());

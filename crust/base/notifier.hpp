@@ -12,6 +12,14 @@
 
 namespace crust {
 
+// True when the calling coroutine has been asked to cancel. Bind the result
+// to a name before testing it: GCC 12 miscompiles `if (co_await f()) co_return;`
+// inside a loop (the awaited frame is left on the stack and resumed later).
+inline boost::asio::awaitable<bool> cancel_requested() {
+  boost::asio::cancellation_state cs = co_await boost::asio::this_coro::cancellation_state;
+  co_return cs.cancelled() != boost::asio::cancellation_type::none;
+}
+
 class notifier {
  public:
   explicit notifier(const boost::asio::any_io_executor& ex) : t_(ex, time_point::max()) {}

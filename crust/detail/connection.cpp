@@ -72,7 +72,8 @@ asio::awaitable<result<void>> connection::flush() {
   auto self = shared_from_this();
   while (!ended_ && (writing_ || !queue_.empty())) {
     co_await flushed_.wait();
-    if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none)
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled)
       co_return make_error_code(errc::cancelled);
   }
   if (ended_ && !queue_.empty()) co_return make_error_code(errc::not_connected);
@@ -188,9 +189,11 @@ asio::awaitable<error_code> connection::reader() {
       if (auto h = handle(*rec, ended, why); !h) co_return h.error();
       if (ended) co_return why;
       if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {
+        // Named, not a temporary inside the co_await: GCC 12 mishandles
+        // non-trivial temporaries that live across a suspension.
+        event ev = events::new_message{info_.id, std::move(m->payload), m->prio, m->signature};
         delivering_ = true;
-        co_await owner_.deliver(
-            events::new_message{info_.id, std::move(m->payload), m->prio, m->signature}, true);
+        co_await owner_.deliver(std::move(ev), true);
         delivering_ = false;
       }
     }

@@ -1,0 +1,337 @@
+// The single-node commands: id, listen, connect, send, chat.
+#include "common.hpp"
+
+#include "crust/base/race.hpp"
+#include "transports/tcp.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/json.hpp>
+
+#include <unistd.h>
+
+#include <iostream>
+
+namespace crust_node {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace crust;
+
+namespace {
+
+json::object peer_json(const peer_info& p) {
+  return {{"id", p.id.to_string()},
+          {"key", p.key.to_string()},
+          {"transport", transport::to_string(p.transport)},
+          {"remote", p.remote},
+          {"inbound", p.inbound},
+          {"pattern", p.address_only ? "XX" : "XK"},
+          {"handshake_ms",
+           std::chrono::duration<double, std::milli>(p.handshake_time).count()},
+          {"connection_id", p.connection_id}};
+}
+
+void print_peer(const options& opt, const char* what, const peer_info& p) {
+  if (opt.json) {
+    auto o = peer_json(p);
+    o["event"] = what;
+    std::cout << json::serialize(o) << std::endl;
+  } else {
+    std::cout << what << " " << p.id.to_string() << " over " << transport::to_string(p.transport)
+              << " at " << p.remote << " (Noise " << (p.address_only ? "XX" : "XK")
+              << ", handshake "
+              << std::chrono::duration<double, std::milli>(p.handshake_time).count() << " ms)"
+              << std::endl;
+  }
+}
+
+void print_event(const options& opt, const event& ev) {
+  if (!opt.json) {
+    if (auto* m = std::get_if<events::new_message>(&ev)) {
+      std::string text(m->payload.begin(), m->payload.end());
+      std::cout << m->peer.short_string() << ": " << text << std::endl;
+      return;
+    }
+    std::cout << describe(ev) << std::endl;
+    return;
+  }
+  json::object o;
+  o["event"] = describe(ev).substr(0, describe(ev).find(' '));
+  o["text"] = describe(ev);
+  if (auto* m = std::get_if<events::new_message>(&ev)) {
+    o["peer"] = m->peer.to_string();
+    o["bytes"] = m->payload.size();
+    o["signed"] = m->signature.has_value();
+  }
+  std::cout << json::serialize(o) << std::endl;
+}
+
+// Runs `body` on a fresh io_context until it finishes or SIGINT/SIGTERM.
+int run_main(const std::function<asio::awaitable<int>(asio::io_context&)>& body) {
+  asio::io_context io;
+  int rc = 1;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::optional<asio::cancellation_signal> stop_signal{std::in_place};
+  signals.async_wait([&](error_code ec, int) {
+    if (!ec) stop_signal->emit(asio::cancellation_type::terminal);
+  });
+  // Ctrl-C cancels the body; it still gets to stop its service cleanly.
+  auto guarded = [&]() -> asio::awaitable<int> {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_return co_await body(io);
+  };
+  asio::co_spawn(io, guarded(),
+                 asio::bind_cancellation_slot(stop_signal->slot(), [&](std::exception_ptr e, int r) {
+                   signals.cancel();
+                   if (e) std::rethrow_exception(e);
+                   rc = r;
+                 }));
+  io.run();
+  return rc;
+}
+
+result<transport::tcp_endpoint> endpoint_or_say(const std::string& text) {
+  auto ep = transport::parse_endpoint(text);
+  if (!ep) std::cerr << "crust-node: \"" << text << "\" is not an ip:port endpoint\n";
+  return ep;
+}
+
+std::optional<peer_key> key_or_say(const std::string& text, bool& ok) {
+  ok = true;
+  if (text.empty()) return std::nullopt;
+  auto k = peer_key::parse(text);
+  if (!k) {
+    std::cerr << "crust-node: --peer must be the 128 hex digits `crust-node id` prints\n";
+    ok = false;
+    return std::nullopt;
+  }
+  return *k;
+}
+
+// Start, dial, and report; nullopt after printing the failure.
+asio::awaitable<std::optional<peer_info>> dial(service& svc, const transport::tcp_endpoint& ep,
+                                               const std::optional<peer_key>& key) {
+  // (GCC 12 miscompiles `c ? co_await x : co_await y`; keep them apart.)
+  result<peer_info> r = make_error_code(errc::not_connected);
+  if (key)
+    r = co_await svc.connect(ep, *key);
+  else
+    r = co_await svc.connect(ep);
+  if (!r) {
+    std::cerr << "crust-node: connecting to " << transport::to_string(ep)
+              << " failed: " << r.error().message() << "\n";
+    co_return std::nullopt;
+  }
+  co_return *r;
+}
+
+}  // namespace
+
+bool load(const options& opt, config& cfg, std::optional<identity>& id) {
+  if (!opt.config_file.empty()) {
+    auto c = config::load(opt.config_file);
+    if (!c) {
+      std::cerr << "crust-node: " << c.error().message << "\n";
+      return false;
+    }
+    cfg = *c;
+  }
+  if (!opt.network.empty()) cfg.network_name = opt.network;
+  if (!opt.address.empty()) cfg.listen_address = opt.address;
+  if (opt.port >= 0) {
+    if (opt.port > 65535) {
+      std::cerr << "crust-node: --port must be 0 to 65535\n";
+      return false;
+    }
+    cfg.tcp_acceptor_port = static_cast<std::uint16_t>(opt.port);
+  }
+  auto loaded = identity::load_or_create(opt.key_file);
+  if (!loaded) {
+    std::cerr << "crust-node: identity file " << opt.key_file << ": " << loaded.error().message()
+              << (loaded.error() == errc::bad_key_file
+                      ? " (it is corrupt, or readable by others: it must be mode 0600)"
+                      : "")
+              << "\n";
+    return false;
+  }
+  id = std::move(*loaded);
+  return true;
+}
+
+int cmd_id(const options& opt) {
+  config cfg;
+  std::optional<identity> id;
+  if (!load(opt, cfg, id)) return 1;
+  if (opt.json) {
+    std::cout << json::serialize(json::object{{"id", id->id().to_string()},
+                                              {"key", id->public_key().to_string()},
+                                              {"file", opt.key_file}})
+              << std::endl;
+  } else {
+    std::cout << "id:  " << id->id().to_string() << "\n"
+              << "key: " << id->public_key().to_string() << "\n"
+              << "(others dial this node with --peer <key>; the key file is " << opt.key_file
+              << ")\n";
+  }
+  return 0;
+}
+
+int cmd_listen(const options& opt, bool echo, double seconds) {
+  config cfg;
+  std::optional<identity> id;
+  if (!load(opt, cfg, id)) return 1;
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto ep = co_await svc.start();
+    if (!ep) {
+      std::cerr << "crust-node: cannot listen: " << ep.error().message() << "\n";
+      co_return 1;
+    }
+    if (opt.json)
+      std::cout << json::serialize(json::object{{"event", "listening"},
+                                                {"endpoint", transport::to_string(*ep)},
+                                                {"key", svc.id().public_key().to_string()}})
+                << std::endl;
+    else
+      std::cout << "listening on " << transport::to_string(*ep) << "\n"
+                << "dial me with: crust-node connect " << transport::to_string(*ep) << " --peer "
+                << svc.id().public_key().to_string() << std::endl;
+    const auto deadline = seconds > 0 ? clock::now() + std::chrono::duration_cast<duration>(
+                                                            std::chrono::duration<double>(seconds))
+                                      : time_point::max();
+    for (;;) {
+      auto left = deadline - clock::now();
+      if (left <= duration::zero()) break;
+      auto ev = co_await with_timeout(svc.next_event(), left);
+      if (!ev) break;  // timed out, cancelled (Ctrl-C) or stopped
+      if (std::holds_alternative<events::listener_started>(*ev)) continue;
+      print_event(opt, *ev);
+      if (auto* m = std::get_if<events::new_message>(&*ev); m && echo)
+        (void)svc.send(m->peer, m->payload, {m->prio, false});
+    }
+    co_await svc.stop();
+    co_return 0;
+  });
+}
+
+int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer) {
+  config cfg;
+  std::optional<identity> id;
+  bool ok = false;
+  auto key = key_or_say(peer, ok);
+  auto ep = endpoint_or_say(endpoint);
+  if (!ok || !ep || !load(opt, cfg, id)) return 1;
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto info = co_await dial(svc, *ep, key);
+    if (info) print_peer(opt, "connected", *info);
+    co_await svc.stop();
+    co_return info ? 0 : 1;
+  });
+}
+
+int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
+             const std::vector<std::string>& words, bool sign) {
+  config cfg;
+  std::optional<identity> id;
+  bool ok = false;
+  auto key = key_or_say(peer, ok);
+  auto ep = endpoint_or_say(endpoint);
+  if (!ok || !ep || !load(opt, cfg, id)) return 1;
+  std::string text;
+  for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto info = co_await dial(svc, *ep, key);
+    if (!info) co_return 1;
+    auto sent = svc.send(info->id, bytes(text.begin(), text.end()), {priority::normal, sign});
+    if (sent) sent = co_await svc.flush(info->id);
+    if (!sent) std::cerr << "crust-node: send failed: " << sent.error().message() << "\n";
+    else if (opt.json)
+      std::cout << json::serialize(json::object{{"event", "sent"}, {"peer", info->id.to_string()},
+                                                {"bytes", text.size()}, {"signed", sign}})
+                << std::endl;
+    else
+      std::cout << "sent " << text.size() << " bytes to " << info->id.to_string()
+                << (sign ? " (signed)" : "") << std::endl;
+    co_await svc.stop();
+    co_return sent ? 0 : 1;
+  });
+}
+
+int cmd_chat(const options& opt, const std::string& endpoint, const std::string& peer) {
+  config cfg;
+  std::optional<identity> id;
+  bool ok = false;
+  auto key = key_or_say(peer, ok);
+  std::optional<transport::tcp_endpoint> ep;
+  if (!endpoint.empty()) {
+    auto e = endpoint_or_say(endpoint);
+    if (!e) return 1;
+    ep = *e;
+  }
+  if (!ok || !load(opt, cfg, id)) return 1;
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    std::optional<public_id> other;
+    if (ep) {
+      auto info = co_await dial(svc, *ep, key);
+      if (!info) co_return 1;
+      print_peer(opt, "chatting with", *info);
+      other = info->id;
+    } else {
+      auto at = co_await svc.start();
+      if (!at) {
+        std::cerr << "crust-node: cannot listen: " << at.error().message() << "\n";
+        co_return 1;
+      }
+      std::cout << "waiting for a peer: crust-node chat " << transport::to_string(*at)
+                << " --peer " << svc.id().public_key().to_string() << std::endl;
+    }
+    // Lines from stdin go to the peer; events come back to stdout.
+    asio::posix::stream_descriptor in(io, ::dup(STDIN_FILENO));
+    asio::streambuf buf;
+    auto typing = [&]() -> asio::awaitable<void> {
+      for (;;) {
+        auto [ec, n] = co_await asio::async_read_until(in, buf, '\n', asio::as_tuple(asio::use_awaitable));
+        if (ec) co_return;  // end of input
+        std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + static_cast<std::ptrdiff_t>(n - 1));
+        buf.consume(n);
+        if (!other) {
+          std::cout << "(no peer yet)" << std::endl;
+          continue;
+        }
+        if (auto r = svc.send(*other, bytes(line.begin(), line.end())); !r)
+          std::cout << "(not sent: " << r.error().message() << ")" << std::endl;
+      }
+    };
+    auto listening = [&]() -> asio::awaitable<void> {
+      for (;;) {
+        auto ev = co_await svc.next_event();
+        if (!ev) co_return;
+        if (auto* a = std::get_if<events::bootstrap_accept>(&*ev); a && !other) {
+          other = a->peer.id;
+          print_peer(opt, "chatting with", a->peer);
+          continue;
+        }
+        if (std::holds_alternative<events::listener_started>(*ev) ||
+            std::holds_alternative<events::connect_success>(*ev))
+          continue;
+        print_event(opt, *ev);
+        if (auto* l = std::get_if<events::lost_peer>(&*ev); l && other && l->peer == *other) co_return;
+      }
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (typing() || listening());
+    if (other) (void)co_await svc.flush(*other);
+    co_await svc.stop();
+    co_return 0;
+  });
+}
+
+}  // namespace crust_node

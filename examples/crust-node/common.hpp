@@ -1,0 +1,35 @@
+// Shared pieces of the crust-node commands.
+#pragma once
+
+#include "crust/config.hpp"
+#include "crust/service.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <string>
+
+namespace crust_node {
+
+struct options {
+  std::string key_file = "crust-node.key";
+  std::string config_file;         // empty: defaults
+  std::string network;             // overrides the config when set
+  std::string address;             // overrides listen_address when set
+  int port = -1;                   // overrides tcp_acceptor_port when >= 0
+  bool json = false;
+  int verbose = 0;
+};
+
+// Loads the config and identity named by `opt`; prints a clear error and
+// returns false on bad input.
+bool load(const options& opt, crust::config& cfg, std::optional<crust::identity>& id);
+
+int cmd_id(const options& opt);
+int cmd_listen(const options& opt, bool echo, double seconds);
+int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer);
+int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
+             const std::vector<std::string>& words, bool sign);
+int cmd_chat(const options& opt, const std::string& endpoint, const std::string& peer);
+int cmd_demo(int nodes, const std::string& network, bool json);
+
+}  // namespace crust_node
