@@ -1,0 +1,441 @@
+// Real sockets on loopback: several services in one process.
+#include "crust/secure/crypto.hpp"
+#include "crust/secure/handshake.hpp"
+#include "support/co_test.hpp"
+#include "transports/tcp.hpp"
+
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/write.hpp>
+
+using namespace crust;
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+transport::tcp_endpoint ep_of(service& s) { return *s.local_endpoint(); }
+
+// Waits (bounded) until `pred` holds, polling every millisecond.
+template <class Pred>
+asio::awaitable<bool> eventually(Pred pred, duration limit = seconds(10)) {
+  const auto deadline = clock::now() + limit;
+  while (!pred()) {
+    if (clock::now() > deadline) co_return false;
+    co_await test::sleep_for(milliseconds(1));
+  }
+  co_return true;
+}
+
+bytes pattern_bytes(std::size_t n, std::uint32_t seed) {
+  bytes b(n);
+  for (auto& v : b) {
+    seed = seed * 1664525u + 1013904223u;
+    v = static_cast<byte>(seed >> 24);
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("loopback: connect by key, exchange messages, both ends agree on the connection") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto got5 = co_await a->start();
+    REQUIRE(got5);
+    auto got6 = co_await b->start();
+    REQUIRE(got6);
+    auto info = co_await a->connect(ep_of(*b), b->id().public_key());
+    REQUIRE(info);
+    CHECK(info->id == b->id().id());
+    CHECK(info->transport == transport::kind::tcp);
+    CHECK_FALSE(info->inbound);
+    auto accepted = co_await test::next_of<events::bootstrap_accept>(*b);
+    CHECK(accepted.peer.id == a->id().id());
+    CHECK(accepted.peer.inbound);
+    CHECK(accepted.peer.connection_id == info->connection_id);
+
+    REQUIRE(a->send(b->id().id(), bytes{'h', 'i'}));
+    auto m = co_await test::next_of<events::new_message>(*b);
+    CHECK(m.peer == a->id().id());
+    CHECK(m.payload == bytes{'h', 'i'});
+    REQUIRE(b->send(a->id().id(), bytes(70000, 7), {priority::high, false}));
+    auto back = co_await test::next_of<events::new_message>(*a);
+    CHECK(back.payload == bytes(70000, 7));
+    CHECK(back.prio == priority::high);
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: an address-only dial (Noise XX) learns the peer's key") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto got7 = co_await b->start();
+    REQUIRE(got7);
+    auto info = co_await a->connect(ep_of(*b));
+    REQUIRE(info);
+    CHECK(info->address_only);
+    CHECK(info->key == b->id().public_key());
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: 64 MiB each way arrive intact (SHA-256)") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto got8 = co_await b->start();
+    REQUIRE(got8);
+    auto got9 = co_await a->connect(ep_of(*b), b->id().public_key());
+    REQUIRE(got9);
+    const bool ok101 = co_await eventually([&] { return b->peers().size() == 1; });
+    REQUIRE(ok101);
+    constexpr std::size_t chunk = 1 << 20, count = 64;
+    // Each side streams 64 MiB in 1 MiB messages, flushing every 4 MiB so
+    // the send queue (8 MiB) never has to drop.
+    auto sender = [&](service& from, service& to, std::uint32_t seed) -> asio::awaitable<secure::key32> {
+      secure::key32 h{};
+      for (std::size_t i = 0; i < count; ++i) {
+        auto msg = pattern_bytes(chunk, seed + static_cast<std::uint32_t>(i));
+        h = secure::sha256(h, msg);  // a hash chain over the messages in order
+        REQUIRE(from.send(to.id().id(), std::move(msg)));
+        if (i % 4 == 3) {
+          auto f = co_await from.flush(to.id().id());
+          REQUIRE(f);
+        }
+      }
+      co_return h;
+    };
+    auto receiver = [&](service& at) -> asio::awaitable<secure::key32> {
+      secure::key32 h{};
+      for (std::size_t i = 0; i < count; ++i) {
+        auto m = co_await test::next_of<events::new_message>(at, seconds(60));
+        REQUIRE(m.payload.size() == chunk);
+        h = secure::sha256(h, m.payload);
+      }
+      co_return h;
+    };
+    auto [sent_ab, sent_ba, got_b, got_a] =
+        co_await (sender(*a, *b, 1) && sender(*b, *a, 1000) && receiver(*b) && receiver(*a));
+    CHECK(sent_ab == got_b);
+    CHECK(sent_ba == got_a);
+    auto st = a->stats(b->id().id());
+    REQUIRE(st);
+    CHECK(st->bytes_sent == count * chunk);
+    CHECK(st->bytes_received == count * chunk);
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: 100 peers connect to one node at once") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto hub = test::make_node(io);
+    auto got10 = co_await hub->start();
+    REQUIRE(got10);
+    std::vector<std::unique_ptr<service>> peers;
+    for (int i = 0; i < 100; ++i) peers.push_back(test::make_node(io));
+    int connected = 0, failed = 0;
+    for (auto& p : peers) {
+      asio::co_spawn(io, [&, raw = p.get()]() -> asio::awaitable<void> {
+        auto r = co_await raw->connect(ep_of(*hub), hub->id().public_key());
+        if (r && raw->send(hub->id().id(), bytes{'x'})) ++connected; else ++failed;
+      }, asio::detached);
+    }
+    const bool ok102 = co_await eventually([&] { return connected + failed == 100; }, seconds(60));
+    REQUIRE(ok102);
+    CHECK(connected == 100);
+    int messages = 0;
+    while (messages < 100) {
+      (void)co_await test::next_of<events::new_message>(*hub);
+      ++messages;
+    }
+    CHECK(hub->peers().size() == 100);
+    for (auto& p : peers) co_await p->stop(milliseconds(200));
+    const bool ok103 = co_await eventually([&] { return hub->peers().empty(); });
+    CHECK(ok103);
+    co_await hub->stop();
+  });
+}
+
+TEST_CASE("loopback: a peer of another network name is refused with a clear reason") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg_a = test::loopback_config();
+    cfg_a.network_name = "alpha";
+    auto cfg_b = test::loopback_config();
+    cfg_b.network_name = "beta";
+    auto a = test::make_node(io, cfg_a);
+    auto b = test::make_node(io, cfg_b);
+    auto got11 = co_await b->start();
+    REQUIRE(got11);
+    auto r = co_await a->connect(ep_of(*b), b->id().public_key());
+    REQUIRE_FALSE(r);
+    CHECK((r.error() == errc::handshake_rejected || r.error() == errc::handshake_failed));
+    CHECK(r.error().message().find("network name") != std::string::npos);
+    auto failure = co_await test::next_of<events::connect_failure>(*a);
+    CHECK(failure.error == r.error());
+    auto xx = co_await a->connect(ep_of(*b));
+    REQUIRE_FALSE(xx);
+    CHECK(b->peers().empty());
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: dialling with the wrong key is refused") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto got12 = co_await b->start();
+    REQUIRE(got12);
+    auto stranger = identity::generate();
+    auto r = co_await a->connect(ep_of(*b), stranger.public_key());
+    REQUIRE_FALSE(r);
+    // The responder cannot read our first message; it tries XX instead,
+    // whose answer we cannot read either.
+    CHECK((r.error() == errc::handshake_rejected || r.error() == errc::handshake_failed));
+    CHECK(r.error().message().find("wrong public key") != std::string::npos);
+    // Right static key, wrong id: the responder's proof does not match.
+    peer_key forged{stranger.id(), b->id().public_key().noise_static};
+    auto r2 = co_await a->connect(ep_of(*b), forged);
+    REQUIRE_FALSE(r2);
+    CHECK(r2.error() == errc::wrong_peer_key);
+    CHECK(a->peers().empty());
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: an oversized message is refused to the sender; the connection lives") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto small = test::loopback_config();
+    small.max_message_size = 100000;
+    auto a = test::make_node(io, small);
+    auto big = test::loopback_config();
+    big.max_message_size = 1 << 20;
+    auto b = test::make_node(io, big);
+    auto got13 = co_await b->start();
+    REQUIRE(got13);
+    auto got14 = co_await a->connect(ep_of(*b), b->id().public_key());
+    REQUIRE(got14);
+    const bool ok104 = co_await eventually([&] { return b->peers().size() == 1; });
+    REQUIRE(ok104);
+    CHECK(a->send(b->id().id(), bytes(100001)).error() == errc::message_too_large);
+    REQUIRE(a->send(b->id().id(), bytes(100000, 1)));
+    auto got1 = co_await test::next_of<events::new_message>(*b);
+
+    CHECK(got1.payload.size() == 100000);
+    // b allows 1 MiB; a receives at most 100000: a skips it, says so, goes on.
+    REQUIRE(b->send(a->id().id(), bytes(300000, 2)));
+    REQUIRE(b->send(a->id().id(), bytes(10, 3)));
+    auto too_large = co_await test::next_of<events::message_too_large>(*a);
+    CHECK(too_large.size == 300000);
+    auto got2 = co_await test::next_of<events::new_message>(*a);
+
+    CHECK(got2.payload == bytes(10, 3));
+    CHECK(a->peers().size() == 1);
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: simultaneous dials settle on one connection, the same at both ends") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    for (int round = 0; round < 20; ++round) {
+      auto a = test::make_node(io);
+      auto b = test::make_node(io);
+      auto got15 = co_await a->start();
+      REQUIRE(got15);
+      auto got16 = co_await b->start();
+      REQUIRE(got16);
+      auto [ra, rb] = co_await (a->connect(ep_of(*b), b->id().public_key()) &&
+                                b->connect(ep_of(*a), a->id().public_key()));
+      REQUIRE(ra);
+      REQUIRE(rb);
+      // Let the losing connection close; then exactly one remains.
+      co_await test::sleep_for(milliseconds(50));
+      const bool ok105 = co_await eventually([&] {
+        return a->peers().size() == 1 && b->peers().size() == 1 &&
+               a->peers()[0].connection_id == b->peers()[0].connection_id;
+      });
+      REQUIRE(ok105);
+      // And it carries traffic both ways.
+      REQUIRE(a->send(b->id().id(), bytes{1}));
+      REQUIRE(b->send(a->id().id(), bytes{2}));
+      auto got3 = co_await test::next_of<events::new_message>(*b);
+
+      CHECK(got3.payload == bytes{1});
+      auto got4 = co_await test::next_of<events::new_message>(*a);
+
+      CHECK(got4.payload == bytes{2});
+      co_await a->stop(milliseconds(200));
+      co_await b->stop(milliseconds(200));
+    }
+  });
+}
+
+TEST_CASE("loopback: a peer that goes silent is lost within the heartbeat timeout") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.heartbeat_interval = milliseconds(100);
+    cfg.heartbeat_timeout = milliseconds(500);
+    auto a = test::make_node(io, cfg);
+    auto got17 = co_await a->start();
+    REQUIRE(got17);
+    // A real peer that completes the handshake and then never sends again.
+    auto mute = identity::generate();
+    auto s = co_await transport::tcp_dial(ep_of(*a));
+    REQUIRE(s);
+    auto hs = co_await secure::run_handshake(
+        *s, secure::handshake::initiator(mute, cfg.network_name, a->id().public_key()));
+    REQUIRE(hs);
+    (void)co_await test::next_of<events::bootstrap_accept>(*a);
+    auto t0 = clock::now();
+    auto lost = co_await test::next_of<events::lost_peer>(*a, seconds(10));
+    CHECK(lost.peer == mute.id());
+    CHECK(lost.reason == errc::connection_lost);
+    CHECK(clock::now() - t0 >= milliseconds(500));
+    co_await a->stop();
+  });
+}
+
+TEST_CASE("loopback: a peer that closes abruptly mid-transfer is lost; the node goes on") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto got18 = co_await a->start();
+    REQUIRE(got18);
+    auto got19 = co_await b->connect(ep_of(*a), a->id().public_key());
+    REQUIRE(got19);
+    (void)co_await test::next_of<events::bootstrap_accept>(*a);
+    REQUIRE(b->send(a->id().id(), bytes(2 << 20, 9)));
+    co_await test::sleep_for(milliseconds(1));
+    b.reset();  // destroyed without stop(): sockets close mid-message
+    auto lost = co_await test::next_of<events::lost_peer>(*a);
+    CHECK(lost.reason);
+    // The node still accepts new peers.
+    auto c = test::make_node(io);
+    auto got20 = co_await c->connect(ep_of(*a), a->id().public_key());
+    CHECK(got20);
+    co_await c->stop();
+    co_await a->stop();
+  });
+}
+
+TEST_CASE("loopback: garbage instead of a handshake is dropped; the node goes on") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.handshake_timeout = milliseconds(300);
+    auto a = test::make_node(io, cfg);
+    auto got21 = co_await a->start();
+    REQUIRE(got21);
+    for (std::size_t n : {1u, 47u, 48u, 500u}) {
+      auto s = co_await transport::tcp_dial(ep_of(*a));
+      REQUIRE(s);
+      bytes junk(n);
+      secure::random_fill(junk);
+      co_await asio::async_write(*s, asio::buffer(junk), asio::as_tuple(asio::use_awaitable));
+    }
+    co_await test::sleep_for(milliseconds(400));
+    CHECK(a->peers().empty());
+    auto b = test::make_node(io);
+    auto got22 = co_await b->connect(ep_of(*a), a->id().public_key());
+    CHECK(got22);
+    co_await b->stop();
+    co_await a->stop();
+  });
+}
+
+TEST_CASE("loopback: signed messages carry a signature a third party can verify") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto got23 = co_await b->start();
+    REQUIRE(got23);
+    auto got24 = co_await a->connect(ep_of(*b), b->id().public_key());
+    REQUIRE(got24);
+    REQUIRE(a->send(b->id().id(), bytes{'o', 'k'}, {priority::normal, true}));
+    auto m = co_await test::next_of<events::new_message>(*b);
+    REQUIRE(m.signature);
+    CHECK(verify_message_signature(a->id().id(), b->id().id(), m.payload, *m.signature));
+    CHECK_FALSE(verify_message_signature(a->id().id(), b->id().id(), bytes{'n', 'o'}, *m.signature));
+    CHECK_FALSE(verify_message_signature(b->id().id(), a->id().id(), m.payload, *m.signature));
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: under back-pressure low priority is dropped first and reported") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.send_queue_bytes = 64 * 1024;
+    auto a = test::make_node(io, cfg);
+    auto b = test::make_node(io);
+    auto got25 = co_await b->start();
+    REQUIRE(got25);
+    auto got26 = co_await a->connect(ep_of(*b), b->id().public_key());
+    REQUIRE(got26);
+    // Without yielding, queue far more than the bound: the writer cannot run.
+    for (int i = 0; i < 20; ++i) REQUIRE(a->send(b->id().id(), bytes(16 * 1024, 1), {priority::low, false}));
+    REQUIRE(a->send(b->id().id(), bytes(16 * 1024, 2), {priority::high, false}));
+    auto dropped = co_await test::next_of<events::messages_dropped>(*a);
+    CHECK(dropped.count > 0);
+    CHECK(dropped.lowest == priority::low);
+    // The high-priority message arrives, and first.
+    auto first = co_await test::next_of<events::new_message>(*b);
+    CHECK(first.payload == bytes(16 * 1024, 2));
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: connect and next_event return promptly when cancelled") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    // A listener that accepts and never answers: the handshake would hang.
+    auto acc = transport::tcp_listen(io.get_executor(), {asio::ip::make_address("127.0.0.1"), 0});
+    REQUIRE(acc);
+    auto a = test::make_node(io);
+    timer zero(io);
+    zero.expires_after(milliseconds(0));
+    auto t0 = clock::now();
+    auto r = co_await (a->connect(acc->local_endpoint(), identity::generate().public_key()) ||
+                       zero.async_wait(asio::as_tuple(asio::use_awaitable)));
+    CHECK(r.index() == 1);
+    timer zero2(io);
+    zero2.expires_after(milliseconds(0));
+    auto e = co_await (a->next_event() || zero2.async_wait(asio::as_tuple(asio::use_awaitable)));
+    CHECK(e.index() == 1);
+    CHECK(clock::now() - t0 < seconds(4));  // far below the 5 s handshake timeout
+    co_await a->stop();
+  });
+}
+
+TEST_CASE("loopback: disconnect and stop close cleanly with reasons") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto got27 = co_await b->start();
+    REQUIRE(got27);
+    auto got28 = co_await a->connect(ep_of(*b), b->id().public_key());
+    REQUIRE(got28);
+    (void)co_await test::next_of<events::bootstrap_accept>(*b);
+    REQUIRE(a->send(b->id().id(), bytes(1000, 5)));
+    a->disconnect(b->id().id());  // what was queued still goes out first
+    CHECK(a->peers().empty());
+    auto m = co_await test::next_of<events::new_message>(*b);
+    CHECK(m.payload.size() == 1000);
+    auto lost = co_await test::next_of<events::lost_peer>(*b);
+    CHECK(lost.reason == errc::peer_closed);
+    CHECK(a->send(b->id().id(), bytes{1}).error() == errc::not_connected);
+    co_await a->stop();
+    co_await b->stop();
+    auto after = co_await b->next_event();
+    CHECK(after.error() == errc::shutting_down);
+    auto again = co_await b->start();
+    CHECK(again.error() == errc::shutting_down);
+  });
+}
