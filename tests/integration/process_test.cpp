@@ -1,0 +1,160 @@
+// crust-node as a separate process: killed or frozen mid-transfer, and the
+// CLI's commands end to end.
+#include "support/co_test.hpp"
+#include "support/process.hpp"
+#include "transports/tcp.hpp"
+
+#include <boost/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace crust;
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string node_binary() {
+  const char* p = std::getenv("CRUST_NODE");
+  REQUIRE_MESSAGE(p, "CRUST_NODE must name the crust-node binary (meson test sets it)");
+  return p;
+}
+
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    char tmpl[] = "/tmp/crust-proc-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+struct listening_node {
+  transport::tcp_endpoint endpoint;
+  peer_key key;
+};
+
+// Starts `crust-node listen --json` and reads where it listens.
+asio::awaitable<listening_node> started(test::child_process& p) {
+  auto line = co_await p.read_line();
+  REQUIRE(line);
+  auto v = boost::json::parse(*line).as_object();
+  REQUIRE(v.at("event").as_string() == "listening");
+  auto ep = transport::parse_endpoint(std::string(v.at("endpoint").as_string()));
+  auto key = peer_key::parse(std::string(v.at("key").as_string()));
+  REQUIRE(ep);
+  REQUIRE(key);
+  co_return listening_node{*ep, *key};
+}
+
+std::vector<std::string> listen_args(const temp_dir& d) {
+  return {node_binary(), "listen", "--json", "--echo", "--address", "127.0.0.1", "--port", "0",
+          "--key", (d.path / "node.key").string(), "--for", "60"};
+}
+
+}  // namespace
+
+TEST_CASE("process: a peer killed mid-transfer is reported lost at once") {
+  temp_dir d;
+  test::run([&](asio::io_context& io) -> asio::awaitable<void> {
+    test::child_process child(io.get_executor(), listen_args(d));
+    auto node = co_await started(child);
+    auto me = test::make_node(io);
+    auto info = co_await me->connect(node.endpoint, node.key);
+    REQUIRE(info);
+    // Stream, and kill the peer while data is in flight.
+    for (int i = 0; i < 8; ++i) REQUIRE(me->send(info->id, bytes(1 << 20, static_cast<byte>(i))));
+    (void)co_await test::next_of<events::new_message>(*me);  // the first echo: mid-transfer
+    child.kill(SIGKILL);
+    auto lost = co_await test::next_of<events::lost_peer>(*me, seconds(10));
+    CHECK(lost.peer == info->id);
+    CHECK((lost.reason == errc::peer_closed || lost.reason == asio::error::connection_reset ||
+           lost.reason == asio::error::broken_pipe));
+    CHECK(me->peers().empty());
+    co_await me->stop();
+  });
+}
+
+TEST_CASE("process: a frozen peer (SIGSTOP) is lost by heartbeat timeout") {
+  temp_dir d;
+  test::run([&](asio::io_context& io) -> asio::awaitable<void> {
+    test::child_process child(io.get_executor(), listen_args(d));
+    auto node = co_await started(child);
+    auto cfg = test::loopback_config();
+    cfg.heartbeat_interval = milliseconds(200);
+    cfg.heartbeat_timeout = milliseconds(1500);
+    auto me = test::make_node(io, cfg);
+    auto info = co_await me->connect(node.endpoint, node.key);
+    REQUIRE(info);
+    child.kill(SIGSTOP);
+    auto lost = co_await test::next_of<events::lost_peer>(*me, seconds(20));
+    CHECK(lost.reason == errc::connection_lost);
+    child.kill(SIGKILL);
+    co_await me->stop();
+  });
+}
+
+TEST_CASE("process: crust-node id, send and listen work together") {
+  temp_dir d;
+  test::run([&](asio::io_context& io) -> asio::awaitable<void> {
+    test::child_process id(io.get_executor(), {node_binary(), "id", "--json", "--key",
+                                               (d.path / "sender.key").string()});
+    auto id_line = co_await id.read_line();
+    REQUIRE(id_line);
+    auto sender_id = std::string(boost::json::parse(*id_line).at("id").as_string());
+    auto id_rc = co_await id.wait();
+    CHECK(id_rc == std::optional<int>(0));
+    CHECK((fs::status(d.path / "sender.key").permissions() & fs::perms::others_read) == fs::perms::none);
+
+    auto args = listen_args(d);
+    args.erase(std::find(args.begin(), args.end(), "--echo"));
+    test::child_process listener(io.get_executor(), args);
+    auto node = co_await started(listener);
+    test::child_process sender(io.get_executor(),
+                               {node_binary(), "send", transport::to_string(node.endpoint),
+                                "hello", "world", "--peer", node.key.to_string(), "--sign",
+                                "--key", (d.path / "sender.key").string()});
+    auto sent_rc = co_await sender.wait();
+    CHECK(sent_rc == std::optional<int>(0));
+    // The listener prints the accept and the message as JSON lines.
+    bool saw_message = false;
+    for (int i = 0; i < 10 && !saw_message; ++i) {
+      auto line = co_await listener.read_line(seconds(10));
+      REQUIRE(line);
+      auto v = boost::json::parse(*line).as_object();
+      if (v.at("event").as_string() == "NewMessage") {
+        CHECK(v.at("peer").as_string() == sender_id);
+        CHECK(v.at("bytes").as_int64() == 11);
+        CHECK(v.at("signed").as_bool());
+        saw_message = true;
+      }
+    }
+    CHECK(saw_message);
+  });
+}
+
+TEST_CASE("process: bad input on the command line gets a clear error, not a crash") {
+  temp_dir d;
+  {
+    std::ofstream(d.path / "bad.json") << R"({"network_name": "x", "tcp_port": 1})";
+  }
+  test::run([&](asio::io_context& io) -> asio::awaitable<void> {
+    for (auto args : std::vector<std::vector<std::string>>{
+             {"listen", "--config", (d.path / "bad.json").string()},
+             {"connect", "nowhere"},
+             {"connect", "127.0.0.1:1", "--peer", "abc"},
+             {"connect", "127.0.0.1:1"},  // refused
+         }) {
+      args.insert(args.begin(), node_binary());
+      args.push_back("--key");
+      args.push_back((d.path / "k.key").string());
+      test::child_process p(io.get_executor(), args);
+      auto rc = co_await p.wait(seconds(20));
+      CHECK(rc == std::optional<int>(1));
+    }
+  });
+}
