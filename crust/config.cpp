@@ -28,9 +28,12 @@ struct reader {
     if (!err) err = fail(source, std::move(msg));
   }
   template <class T>
-  void number(const json::value& v, std::string_view key, T& out, std::uint64_t lo, std::uint64_t hi) {
-    if (!v.is_int64() && !v.is_uint64()) return set("\"" + std::string(key) + "\" must be a whole number");
-    if (v.is_int64() && v.as_int64() < 0) return set("\"" + std::string(key) + "\" must not be negative");
+  void number(const json::value& v, std::string_view key, T& out, std::uint64_t lo,
+              std::uint64_t hi) {
+    if (!v.is_int64() && !v.is_uint64())
+      return set("\"" + std::string(key) + "\" must be a whole number");
+    if (v.is_int64() && v.as_int64() < 0)
+      return set("\"" + std::string(key) + "\" must not be negative");
     std::uint64_t n = v.is_uint64() ? v.as_uint64() : static_cast<std::uint64_t>(v.as_int64());
     if (n < lo || n > hi)
       return set("\"" + std::string(key) + "\" must be between " + std::to_string(lo) + " and " +
@@ -107,7 +110,8 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.string(v, key, c.listen_address);
       error_code ec;
       if (!r.err) boost::asio::ip::make_address(c.listen_address, ec);
-      if (!r.err && ec) r.set("\"listen_address\" is not an IP address: \"" + c.listen_address + "\"");
+      if (!r.err && ec)
+        r.set("\"listen_address\" is not an IP address: \"" + c.listen_address + "\"");
     } else if (key == "tcp_acceptor_port") {
       r.number(v, key, c.tcp_acceptor_port, 0, 65535);
     } else if (key == "network_name") {

@@ -14,13 +14,13 @@
 namespace crust {
 
 struct contact {
-  std::string endpoint;            // "ip:port" or "[v6]:port"
-  std::optional<peer_key> key;     // absent: an address-only dial (Noise XX)
+  std::string endpoint;         // "ip:port" or "[v6]:port"
+  std::optional<peer_key> key;  // absent: an address-only dial (Noise XX)
 };
 
 struct config {
   std::vector<contact> hard_coded_contacts;
-  std::string listen_address = "0.0.0.0";   // TCP listener address
+  std::string listen_address = "0.0.0.0";    // TCP listener address
   std::uint16_t tcp_acceptor_port = 0;       // 0: a random port
   std::string network_name = "crust";        // peers of another network fail the handshake
   std::size_t max_message_size = 2u << 20;   // 2 MiB, enforced on both sides
@@ -30,8 +30,8 @@ struct config {
   duration heartbeat_interval = seconds(5);
   duration heartbeat_timeout = seconds(20);  // LostPeer after this much silence
   duration handshake_timeout = seconds(10);
-  duration connect_timeout = seconds(10);    // TCP connect, before the handshake
-  bool accept_address_only = true;           // answer Noise XX dials from peers without our key
+  duration connect_timeout = seconds(10);  // TCP connect, before the handshake
+  bool accept_address_only = true;         // answer Noise XX dials from peers without our key
 
   struct error {
     error_code code;

@@ -51,8 +51,8 @@ std::string describe(const event& e) {
       e);
 }
 
-bool verify_message_signature(const public_id& sender, const public_id& receiver,
-                              byte_span payload, const secure::signature64& sig) {
+bool verify_message_signature(const public_id& sender, const public_id& receiver, byte_span payload,
+                              const secure::signature64& sig) {
   return secure::ed25519_verify(
       sender.key, secure::signed_message_body(sender.key, receiver.key, payload), sig);
 }

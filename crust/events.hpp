@@ -17,11 +17,11 @@ struct peer_info {
   public_id id;
   peer_key key;
   transport::kind transport = transport::kind::none;
-  std::string remote;            // the peer's address as seen from here
-  bool inbound = false;          // the peer dialled us
-  bool address_only = false;     // Noise XX (the dialler did not know the key)
-  duration handshake_time{};     // from the first handshake byte to the keys
-  std::string connection_id;     // same on both ends: a prefix of the handshake hash
+  std::string remote;         // the peer's address as seen from here
+  bool inbound = false;       // the peer dialled us
+  bool address_only = false;  // Noise XX (the dialler did not know the key)
+  duration handshake_time{};  // from the first handshake byte to the keys
+  std::string connection_id;  // same on both ends: a prefix of the handshake hash
 };
 
 struct peer_stats {
@@ -32,14 +32,31 @@ struct peer_stats {
 
 namespace events {
 // A peer dialled us and completed the handshake.
-struct bootstrap_accept { peer_info peer; };
+struct bootstrap_accept {
+  peer_info peer;
+};
 // An outgoing connect() completed.
-struct connect_success { peer_info peer; };
-struct connect_failure { std::string endpoint; std::optional<public_id> peer; error_code error; };
-struct listener_started { std::string endpoint; };
-struct listener_failed { std::string endpoint; error_code error; };
+struct connect_success {
+  peer_info peer;
+};
+struct connect_failure {
+  std::string endpoint;
+  std::optional<public_id> peer;
+  error_code error;
+};
+struct listener_started {
+  std::string endpoint;
+};
+struct listener_failed {
+  std::string endpoint;
+  error_code error;
+};
 // A connected peer is gone: closed, reset, or silent past the heartbeat timeout.
-struct lost_peer { public_id peer; error_code reason; std::string detail; };
+struct lost_peer {
+  public_id peer;
+  error_code reason;
+  std::string detail;
+};
 struct new_message {
   public_id peer;
   bytes payload;
@@ -49,21 +66,29 @@ struct new_message {
   std::optional<secure::signature64> signature;
 };
 // A peer sent a message over our max_message_size: it was skipped.
-struct message_too_large { public_id peer; std::uint64_t size = 0; };
+struct message_too_large {
+  public_id peer;
+  std::uint64_t size = 0;
+};
 // Messages dropped from a send queue under back-pressure.
-struct messages_dropped { public_id peer; std::size_t count = 0; std::uint64_t bytes = 0; priority lowest{}; };
+struct messages_dropped {
+  public_id peer;
+  std::size_t count = 0;
+  std::uint64_t bytes = 0;
+  priority lowest{};
+};
 }  // namespace events
 
-using event = std::variant<events::new_message, events::bootstrap_accept, events::connect_success,
-                           events::connect_failure, events::listener_started,
-                           events::listener_failed, events::lost_peer,
-                           events::message_too_large, events::messages_dropped>;
+using event =
+    std::variant<events::new_message, events::bootstrap_accept, events::connect_success,
+                 events::connect_failure, events::listener_started, events::listener_failed,
+                 events::lost_peer, events::message_too_large, events::messages_dropped>;
 
 // A one-line human description, for logs and the CLI.
 std::string describe(const event& e);
 
 // Checks a signed message's signature as a third party would.
-bool verify_message_signature(const public_id& sender, const public_id& receiver,
-                              byte_span payload, const secure::signature64& sig);
+bool verify_message_signature(const public_id& sender, const public_id& receiver, byte_span payload,
+                              const secure::signature64& sig);
 
 }  // namespace crust

@@ -68,8 +68,9 @@ class service::impl final : public detail::connection_owner,
     }
     acceptor_.emplace(std::move(*acc));
     auto bound = acceptor_->local_endpoint();
-    CRUST_LOG(info, "service", "listening on tcp " << transport::to_string(bound) << " as "
-                                                   << id_.id().short_string());
+    CRUST_LOG(
+        info, "service",
+        "listening on tcp " << transport::to_string(bound) << " as " << id_.id().short_string());
     post_event(events::listener_started{"tcp " + transport::to_string(bound)});
     spawn(accept_loop(), "accept loop");
     co_return bound;
@@ -89,8 +90,8 @@ class service::impl final : public detail::connection_owner,
         continue;
       }
       if (pending_handshakes_ >= cfg_.max_pending_handshakes) {
-        CRUST_LOG(warn, "service", "too many handshakes in progress; dropping "
-                                       << s->remote_description());
+        CRUST_LOG(warn, "service",
+                  "too many handshakes in progress; dropping " << s->remote_description());
         continue;  // the stream closes as it goes out of scope
       }
       spawn(inbound(std::move(*s)), "inbound handshake");
@@ -106,13 +107,13 @@ class service::impl final : public detail::connection_owner,
     auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
     --pending_handshakes_;
     if (!hs) {
-      CRUST_LOG(info, "service", "inbound handshake from " << from << " failed: "
-                                                            << hs.error().message());
+      CRUST_LOG(info, "service",
+                "inbound handshake from " << from << " failed: " << hs.error().message());
       co_return;
     }
     if (stopping_) co_return;
-    auto conn = std::make_shared<connection>(std::move(s), std::move(*hs), cfg_, *this,
-                                             clock::now() - t0);
+    auto conn =
+        std::make_shared<connection>(std::move(s), std::move(*hs), cfg_, *this, clock::now() - t0);
     auto current = adopt(conn);
     if (current == conn) post_event(events::bootstrap_accept{conn->info()});
     co_await run_connection(conn);
@@ -137,21 +138,19 @@ class service::impl final : public detail::connection_owner,
     auto dial = transport::tcp_dial(to);
     auto s = co_await with_timeout(std::move(dial), cfg_.connect_timeout);
     const bool cancelled = co_await cancel_requested();
-    if (cancelled)
-      co_return make_error_code(errc::cancelled);
+    if (cancelled) co_return make_error_code(errc::cancelled);
     if (!s) co_return fail(s.error());
     const auto t0 = clock::now();
     auto machine = secure::handshake::initiator(id_, cfg_.network_name, key);
     auto op = secure::run_handshake(*s, std::move(machine));
     auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
     const bool cancelled_in_handshake = co_await cancel_requested();
-    if (cancelled_in_handshake)
-      co_return make_error_code(errc::cancelled);
+    if (cancelled_in_handshake) co_return make_error_code(errc::cancelled);
     if (!hs) co_return fail(hs.error());
     if (hs->remote.id == id_.id()) co_return fail(make_error_code(errc::wrong_peer_key));
     if (stopping_) co_return make_error_code(errc::shutting_down);
-    auto conn = std::make_shared<connection>(std::move(*s), std::move(*hs), cfg_, *this,
-                                             clock::now() - t0);
+    auto conn =
+        std::make_shared<connection>(std::move(*s), std::move(*hs), cfg_, *this, clock::now() - t0);
     auto current = adopt(conn);
     spawn(run_connection(conn), "connection");
     post_event(events::connect_success{current->info()});
@@ -175,15 +174,15 @@ class service::impl final : public detail::connection_owner,
       return std::pair(c.initiated_by_us() ? id_.id() : c.info().id, c.info().connection_id);
     };
     if (rank(*conn) > rank(*it->second)) {
-      CRUST_LOG(debug, "service", "duplicate connection to " << id.short_string()
-                                                             << ": keeping the new one");
+      CRUST_LOG(debug, "service",
+                "duplicate connection to " << id.short_string() << ": keeping the new one");
       it->second->close(close_reason::duplicate, "simultaneous dial");
       it->second = conn;
       registered_.notify();
       return conn;
     }
-    CRUST_LOG(debug, "service", "duplicate connection to " << id.short_string()
-                                                           << ": keeping the existing one");
+    CRUST_LOG(debug, "service",
+              "duplicate connection to " << id.short_string() << ": keeping the existing one");
     conn->close(close_reason::duplicate, "simultaneous dial");
     return it->second;
   }
@@ -239,8 +238,7 @@ class service::impl final : public detail::connection_owner,
       if (stopping_) co_return make_error_code(errc::shutting_down);
       co_await event_ready_.wait();
       const bool cancelled = co_await cancel_requested();
-      if (cancelled)
-        co_return make_error_code(errc::cancelled);
+      if (cancelled) co_return make_error_code(errc::cancelled);
     }
     event ev = std::move(events_.front());
     events_.pop_front();
@@ -343,8 +341,12 @@ service& service::operator=(service&& other) noexcept {
   return *this;
 }
 
-asio::awaitable<result<service::endpoint>> service::start() { return impl_->start(); }
-asio::awaitable<void> service::stop(duration grace) { return impl_->stop(grace); }
+asio::awaitable<result<service::endpoint>> service::start() {
+  return impl_->start();
+}
+asio::awaitable<void> service::stop(duration grace) {
+  return impl_->stop(grace);
+}
 asio::awaitable<result<peer_info>> service::connect(endpoint to, peer_key key) {
   return impl_->connect(to, key);
 }
@@ -354,13 +356,29 @@ asio::awaitable<result<peer_info>> service::connect(endpoint to) {
 result<void> service::send(const public_id& peer, bytes payload, send_options opts) {
   return impl_->send(peer, std::move(payload), opts);
 }
-asio::awaitable<result<void>> service::flush(const public_id& peer) { return impl_->flush(peer); }
-void service::disconnect(const public_id& peer) { impl_->disconnect(peer); }
-asio::awaitable<result<event>> service::next_event() { return impl_->next_event(); }
-std::vector<peer_info> service::peers() const { return impl_->peers(); }
-std::optional<peer_stats> service::stats(const public_id& peer) const { return impl_->stats(peer); }
-std::optional<service::endpoint> service::local_endpoint() const { return impl_->local_endpoint(); }
-const identity& service::id() const { return impl_->id(); }
-const config& service::cfg() const { return impl_->cfg(); }
+asio::awaitable<result<void>> service::flush(const public_id& peer) {
+  return impl_->flush(peer);
+}
+void service::disconnect(const public_id& peer) {
+  impl_->disconnect(peer);
+}
+asio::awaitable<result<event>> service::next_event() {
+  return impl_->next_event();
+}
+std::vector<peer_info> service::peers() const {
+  return impl_->peers();
+}
+std::optional<peer_stats> service::stats(const public_id& peer) const {
+  return impl_->stats(peer);
+}
+std::optional<service::endpoint> service::local_endpoint() const {
+  return impl_->local_endpoint();
+}
+const identity& service::id() const {
+  return impl_->id();
+}
+const config& service::cfg() const {
+  return impl_->cfg();
+}
 
 }  // namespace crust

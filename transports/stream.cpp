@@ -6,10 +6,14 @@ namespace crust::transport {
 
 const char* to_string(kind k) noexcept {
   switch (k) {
-    case kind::none: return "none";
-    case kind::tcp: return "tcp";
-    case kind::utp: return "utp";
-    case kind::memory: return "memory";
+    case kind::none:
+      return "none";
+    case kind::tcp:
+      return "tcp";
+    case kind::utp:
+      return "utp";
+    case kind::memory:
+      return "memory";
   }
   return "?";
 }
@@ -22,9 +26,12 @@ std::pair<stream, stream> stream::make_pair(const executor_type& ex) {
 
 kind stream::transport() const noexcept {
   switch (s_.index()) {
-    case 1: return kind::tcp;
-    case 2: return kind::memory;
-    default: return kind::none;
+    case 1:
+      return kind::tcp;
+    case 2:
+      return kind::memory;
+    default:
+      return kind::none;
   }
 }
 
@@ -55,7 +62,8 @@ std::string stream::remote_description() const {
     error_code ec;
     auto ep = t->remote_endpoint(ec);
     if (ec) return "tcp:?";
-    auto addr = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+    auto addr =
+        ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
     return addr + ":" + std::to_string(ep.port());
   }
   return s_.index() == 2 ? "in-process" : "closed";

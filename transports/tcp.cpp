@@ -18,8 +18,8 @@ void tune(asio::ip::tcp::socket& s) {
 
 }  // namespace
 
-result<asio::ip::tcp::acceptor> tcp_listen(const asio::any_io_executor& ex,
-                                           const tcp_endpoint& at, int backlog) {
+result<asio::ip::tcp::acceptor> tcp_listen(const asio::any_io_executor& ex, const tcp_endpoint& at,
+                                           int backlog) {
   asio::ip::tcp::acceptor acc(ex);
   error_code ec;
   acc.open(at.protocol(), ec);

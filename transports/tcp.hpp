@@ -16,8 +16,8 @@ using tcp_endpoint = asio::ip::tcp::endpoint;
 
 // Binds and listens on `at` (port 0 = a random port chosen by the OS). An
 // IPv6 wildcard listener is dual-stack. Errors: the bind/listen error.
-result<asio::ip::tcp::acceptor> tcp_listen(const asio::any_io_executor& ex,
-                                           const tcp_endpoint& at, int backlog = 1024);
+result<asio::ip::tcp::acceptor> tcp_listen(const asio::any_io_executor& ex, const tcp_endpoint& at,
+                                           int backlog = 1024);
 
 // Accepts one connection. Errors: the accept error; operation_aborted when
 // cancelled or the acceptor closes.

@@ -28,7 +28,9 @@ inline byte_span as_bytes(std::string_view s) noexcept {
   return {reinterpret_cast<const byte*>(s.data()), s.size()};
 }
 
-inline void append(bytes& out, byte_span in) { out.insert(out.end(), in.begin(), in.end()); }
+inline void append(bytes& out, byte_span in) {
+  out.insert(out.end(), in.begin(), in.end());
+}
 
 inline void put_u16(bytes& out, std::uint16_t v) {
   out.push_back(static_cast<byte>(v >> 8));

@@ -11,7 +11,8 @@ namespace crust {
 
 enum class log_level { trace = 0, debug, info, warn, error, off };
 
-using log_handler = std::function<void(log_level, std::string_view component, std::string_view msg)>;
+using log_handler =
+    std::function<void(log_level, std::string_view component, std::string_view msg)>;
 
 // Replaces the process-wide handler; pass {} to silence. Records below
 // `min_level` are not even formatted.
@@ -22,11 +23,11 @@ std::string_view to_string(log_level level) noexcept;
 
 }  // namespace crust
 
-#define CRUST_LOG(level, component, expr)                                    \
-  do {                                                                       \
-    if (::crust::log_enabled(::crust::log_level::level)) {                   \
-      std::ostringstream crust_log_os_;                                      \
-      crust_log_os_ << expr;                                                 \
-      ::crust::log_write(::crust::log_level::level, component, crust_log_os_.str()); \
-    }                                                                        \
+#define CRUST_LOG(level, component, expr)                                             \
+  do {                                                                                \
+    if (::crust::log_enabled(::crust::log_level::level)) {                            \
+      std::ostringstream crust_log_os_;                                               \
+      crust_log_os_ << expr; /* a stream chain: NOLINT(bugprone-macro-parentheses) */ \
+      ::crust::log_write(::crust::log_level::level, component, crust_log_os_.str());  \
+    }                                                                                 \
   } while (false)

@@ -39,7 +39,8 @@ asio::awaitable<result<T>> with_timeout(asio::awaitable<result<T>> op, duration 
   using namespace asio::experimental::awaitable_operators;
   timer deadline(co_await asio::this_coro::executor);
   deadline.expires_after(limit);
-  auto outcome = co_await (std::move(op) || deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+  auto outcome =
+      co_await (std::move(op) || deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
   if (outcome.index() == 0) co_return std::move(std::get<0>(outcome));
   co_return make_error_code(errc::timed_out);
 }
@@ -62,7 +63,8 @@ template <class T>
 struct race_state {
   explicit race_state(const asio::any_io_executor& ex, std::size_t n) : done(ex) {
     for (std::size_t i = 0; i < n; ++i) starts.push_back(std::make_unique<timer>(ex));
-    for (std::size_t i = 0; i < n; ++i) signals.push_back(std::make_unique<asio::cancellation_signal>());
+    for (std::size_t i = 0; i < n; ++i)
+      signals.push_back(std::make_unique<asio::cancellation_signal>());
     started.assign(n, false);
     outcome.errors.assign(n, make_error_code(errc::cancelled));
   }

@@ -25,18 +25,18 @@ class task_group {
     auto it = signals_.emplace(signals_.end());
     boost::asio::co_spawn(
         ex_, std::move(task),
-        boost::asio::bind_cancellation_slot(it->slot(), [this, it, what, owner = std::move(owner)](
-                                                            std::exception_ptr ep) {
-          if (ep) {
-            try {
-              std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-              CRUST_LOG(error, "task", what << " ended by a bug: " << e.what());
-            }
-          }
-          signals_.erase(it);
-          if (signals_.empty()) idle_.notify();
-        }));
+        boost::asio::bind_cancellation_slot(
+            it->slot(), [this, it, what, owner = std::move(owner)](std::exception_ptr ep) {
+              if (ep) {
+                try {
+                  std::rethrow_exception(ep);
+                } catch (const std::exception& e) {
+                  CRUST_LOG(error, "task", what << " ended by a bug: " << e.what());
+                }
+              }
+              signals_.erase(it);
+              if (signals_.empty()) idle_.notify();
+            }));
   }
 
   void cancel_all(boost::asio::cancellation_type type = boost::asio::cancellation_type::terminal) {

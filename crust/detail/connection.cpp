@@ -54,8 +54,8 @@ result<void> connection::send(bytes payload, priority prio, bool sign) {
   if (payload.size() > max_message_) return make_error_code(errc::message_too_large);
   secure::outgoing_message m;
   if (sign)
-    m.signature = owner_.me().sign(
-        secure::signed_message_body(owner_.me().id().key, info_.id.key, payload));
+    m.signature =
+        owner_.me().sign(secure::signed_message_body(owner_.me().id().key, info_.id.key, payload));
   m.payload = std::move(payload);
   m.prio = prio;
   auto d = queue_.push(std::move(m));
@@ -73,8 +73,7 @@ asio::awaitable<result<void>> connection::flush() {
   while (!ended_ && (writing_ || !queue_.empty())) {
     co_await flushed_.wait();
     const bool cancelled = co_await cancel_requested();
-    if (cancelled)
-      co_return make_error_code(errc::cancelled);
+    if (cancelled) co_return make_error_code(errc::cancelled);
   }
   if (ended_ && !queue_.empty()) co_return make_error_code(errc::not_connected);
   co_return result<void>{};
@@ -127,7 +126,8 @@ asio::awaitable<error_code> connection::writer() {
     }
     if (!batch_.empty()) {
       writing_ = true;
-      auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(batch_), as_tuple(use_awaitable));
+      auto [ec, n] =
+          co_await asio::async_write(stream_, asio::buffer(batch_), as_tuple(use_awaitable));
       writing_ = false;
       if (ec) co_return ec;
       last_sent_ = clock::now();
@@ -226,8 +226,8 @@ asio::awaitable<error_code> connection::run() {
   stream_.close();
   flushed_.notify();
   error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
-  if (close_sent_ && (why == errc::peer_closed || why == errc::timed_out ||
-                      why == errc::duplicate_connection))
+  if (close_sent_ &&
+      (why == errc::peer_closed || why == errc::timed_out || why == errc::duplicate_connection))
     why = make_error_code(errc::peer_closed);  // we closed, and it ended as it should
   co_return why;
 }

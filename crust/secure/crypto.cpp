@@ -19,8 +19,7 @@ namespace {
 using pkey_ptr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 
 pkey_ptr raw_private(int type, const key32& priv) {
-  pkey_ptr p(EVP_PKEY_new_raw_private_key(type, nullptr, priv.data(), priv.size()),
-             &EVP_PKEY_free);
+  pkey_ptr p(EVP_PKEY_new_raw_private_key(type, nullptr, priv.data(), priv.size()), &EVP_PKEY_free);
   if (!p) openssl_bug("EVP_PKEY_new_raw_private_key");
   return p;
 }
@@ -57,7 +56,9 @@ void random_fill(mutable_byte_span out) {
   if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) openssl_bug("RAND_bytes");
 }
 
-key32 sha256(byte_span data) { return sha256(data, {}); }
+key32 sha256(byte_span data) {
+  return sha256(data, {});
+}
 
 key32 sha256(byte_span a, byte_span b) {
   key32 out{};
@@ -93,9 +94,9 @@ x25519_keypair x25519_keypair::from_private(const key32& priv) {
 
 result<key32> x25519(const key32& priv, const key32& peer_pub) {
   auto mine = raw_private(EVP_PKEY_X25519, priv);
-  pkey_ptr theirs(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_pub.data(),
-                                              peer_pub.size()),
-                  &EVP_PKEY_free);
+  pkey_ptr theirs(
+      EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_pub.data(), peer_pub.size()),
+      &EVP_PKEY_free);
   if (!theirs) openssl_bug("EVP_PKEY_new_raw_public_key");
   std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
       EVP_PKEY_CTX_new(mine.get(), nullptr), &EVP_PKEY_CTX_free);
@@ -109,7 +110,9 @@ result<key32> x25519(const key32& priv, const key32& peer_pub) {
   return out;
 }
 
-void ed25519_key::pkey_free::operator()(evp_pkey_st* p) const noexcept { EVP_PKEY_free(p); }
+void ed25519_key::pkey_free::operator()(evp_pkey_st* p) const noexcept {
+  EVP_PKEY_free(p);
+}
 
 ed25519_key ed25519_key::generate() {
   key32 seed{};
@@ -125,7 +128,9 @@ ed25519_key ed25519_key::from_seed(const key32& seed) {
   return k;
 }
 
-ed25519_key::ed25519_key(const ed25519_key& other) { *this = other; }
+ed25519_key::ed25519_key(const ed25519_key& other) {
+  *this = other;
+}
 
 ed25519_key& ed25519_key::operator=(const ed25519_key& other) {
   if (this != &other) {
@@ -163,7 +168,9 @@ chacha20_poly1305::chacha20_poly1305() : ctx_(EVP_CIPHER_CTX_new()) {
   if (!ctx_) openssl_bug("EVP_CIPHER_CTX_new");
 }
 
-chacha20_poly1305::~chacha20_poly1305() { EVP_CIPHER_CTX_free(ctx_); }
+chacha20_poly1305::~chacha20_poly1305() {
+  EVP_CIPHER_CTX_free(ctx_);
+}
 
 chacha20_poly1305::chacha20_poly1305(chacha20_poly1305&& other) noexcept
     : ctx_(std::exchange(other.ctx_, nullptr)) {}
@@ -184,8 +191,7 @@ void chacha20_poly1305::seal(const key32& key, std::uint64_t nonce, byte_span ad
       EVP_EncryptUpdate(ctx_, out, &len, plaintext.data(), static_cast<int>(plaintext.size())) !=
           1 ||
       EVP_EncryptFinal_ex(ctx_, out + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, aead_tag_size,
-                          out + plaintext.size()) != 1)
+      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, aead_tag_size, out + plaintext.size()) != 1)
     openssl_bug("ChaCha20-Poly1305 seal");
 }
 

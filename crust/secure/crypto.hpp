@@ -75,12 +75,11 @@ class chacha20_poly1305 {
   chacha20_poly1305& operator=(chacha20_poly1305&& other) noexcept;
 
   // Writes plaintext.size() + 16 bytes to `out` (which may alias plaintext).
-  void seal(const key32& key, std::uint64_t nonce, byte_span ad, byte_span plaintext,
-            byte* out);
+  void seal(const key32& key, std::uint64_t nonce, byte_span ad, byte_span plaintext, byte* out);
   // Writes ciphertext.size() - 16 bytes to `out` (which may alias
   // ciphertext); false if the tag does not verify or the input is short.
-  [[nodiscard]] bool open(const key32& key, std::uint64_t nonce, byte_span ad,
-                          byte_span ciphertext, byte* out);
+  [[nodiscard]] bool open(const key32& key, std::uint64_t nonce, byte_span ad, byte_span ciphertext,
+                          byte* out);
 
  private:
   evp_cipher_ctx_st* ctx_ = nullptr;

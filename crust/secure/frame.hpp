@@ -20,7 +20,8 @@ inline constexpr std::uint32_t default_rekey_interval = 1u << 16;
 
 class frame_sealer {
  public:
-  explicit frame_sealer(noise::cipher_state cs, std::uint32_t rekey_interval = default_rekey_interval)
+  explicit frame_sealer(noise::cipher_state cs,
+                        std::uint32_t rekey_interval = default_rekey_interval)
       : cs_(std::move(cs)), rekey_interval_(rekey_interval) {}
 
   // Appends one sealed frame holding `body` (at most max_frame_body bytes).
@@ -43,7 +44,8 @@ class frame_sealer {
 
 class frame_opener {
  public:
-  explicit frame_opener(noise::cipher_state cs, std::uint32_t rekey_interval = default_rekey_interval)
+  explicit frame_opener(noise::cipher_state cs,
+                        std::uint32_t rekey_interval = default_rekey_interval)
       : cs_(std::move(cs)), rekey_interval_(rekey_interval) {}
 
   // Consumes bytes from the front of `in` and decrypts in place where a whole

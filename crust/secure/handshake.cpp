@@ -16,9 +16,9 @@ constexpr std::string_view proof_domain = "crust-handshake-v1";
 constexpr std::size_t proof_size = 32 + 64;
 constexpr std::size_t first_message_size = 48;
 constexpr std::size_t xx_padding = 16;
-constexpr std::size_t xk_second_size = 32 + proof_size + aead_tag_size;              // 144
+constexpr std::size_t xk_second_size = 32 + proof_size + aead_tag_size;                       // 144
 constexpr std::size_t xx_second_size = 32 + 32 + aead_tag_size + proof_size + aead_tag_size;  // 192
-constexpr std::size_t third_size = 32 + aead_tag_size + proof_size + aead_tag_size;  // 160
+constexpr std::size_t third_size = 32 + aead_tag_size + proof_size + aead_tag_size;           // 160
 
 }  // namespace
 
@@ -168,7 +168,8 @@ boost::asio::awaitable<result<handshake_result>> run_handshake(transport::stream
     }
     if (st->done) co_return hs.finish();
     in.resize(st->expect);
-    auto [ec, n] = co_await asio::async_read(s, asio::buffer(in), asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] =
+        co_await asio::async_read(s, asio::buffer(in), asio::as_tuple(asio::use_awaitable));
     if (ec == asio::error::eof || ec == asio::error::connection_reset)
       co_return make_error_code(errc::handshake_rejected);
     if (ec) co_return ec;

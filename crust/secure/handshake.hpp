@@ -70,7 +70,8 @@ class handshake {
   void set_ephemeral_for_test(const x25519_keypair& e) { test_e_ = e; }
 
  private:
-  handshake(const identity& me, std::string_view network) : me_(&me), prologue_(make_prologue(network)) {}
+  handshake(const identity& me, std::string_view network)
+      : me_(&me), prologue_(make_prologue(network)) {}
   result<noise::handshake_state> make_state(noise::pattern p, bool initiator,
                                             std::optional<key32> rs) const;
   bytes proof(const key32& h) const;

@@ -26,7 +26,9 @@ result<byte_array<N>> fixed_from_hex(std::string_view hex) {
 
 }  // namespace
 
-std::string public_id::to_string() const { return to_hex(key); }
+std::string public_id::to_string() const {
+  return to_hex(key);
+}
 
 result<public_id> public_id::parse(std::string_view hex) {
   auto k = fixed_from_hex<32>(hex);
@@ -34,7 +36,9 @@ result<public_id> public_id::parse(std::string_view hex) {
   return public_id{*k};
 }
 
-std::string peer_key::to_string() const { return to_hex(id.key) + to_hex(noise_static); }
+std::string peer_key::to_string() const {
+  return to_hex(id.key) + to_hex(noise_static);
+}
 
 result<peer_key> peer_key::parse(std::string_view hex) {
   if (hex.size() != 128) return make_error_code(errc::bad_config);
@@ -66,7 +70,8 @@ identity identity::generate() {
 }
 
 identity identity::from_secrets(const secure::key32& seed, const secure::key32& x_priv) {
-  return identity(secure::ed25519_key::from_seed(seed), secure::x25519_keypair::from_private(x_priv));
+  return identity(secure::ed25519_key::from_seed(seed),
+                  secure::x25519_keypair::from_private(x_priv));
 }
 
 result<void> identity::save(const std::filesystem::path& path) const {
@@ -97,7 +102,8 @@ result<void> identity::save(const std::filesystem::path& path) const {
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) return error_code(errno, boost::system::system_category());
+  if (::fsync(fd) != 0 || ::close(fd) != 0)
+    return error_code(errno, boost::system::system_category());
   std::error_code sec;
   std::filesystem::rename(tmp, path, sec);
   if (sec) return error_code(sec.value(), boost::system::system_category());

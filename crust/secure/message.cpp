@@ -4,21 +4,30 @@ namespace crust {
 
 const char* to_string(priority p) noexcept {
   switch (p) {
-    case priority::high: return "high";
-    case priority::normal: return "normal";
-    case priority::low: return "low";
+    case priority::high:
+      return "high";
+    case priority::normal:
+      return "normal";
+    case priority::low:
+      return "low";
   }
   return "?";
 }
 
 const char* to_string(close_reason r) noexcept {
   switch (r) {
-    case close_reason::normal: return "normal";
-    case close_reason::shutdown: return "shutdown";
-    case close_reason::duplicate: return "duplicate";
-    case close_reason::protocol_error: return "protocol error";
-    case close_reason::timeout: return "timeout";
-    case close_reason::not_allowed: return "not allowed";
+    case close_reason::normal:
+      return "normal";
+    case close_reason::shutdown:
+      return "shutdown";
+    case close_reason::duplicate:
+      return "duplicate";
+    case close_reason::protocol_error:
+      return "protocol error";
+    case close_reason::timeout:
+      return "timeout";
+    case close_reason::not_allowed:
+      return "not allowed";
   }
   return "unknown";
 }
@@ -42,7 +51,9 @@ bytes encode_close(close_reason reason, std::string_view text) {
   return b;
 }
 
-bytes encode_heartbeat() { return {static_cast<byte>(record_type::heartbeat)}; }
+bytes encode_heartbeat() {
+  return {static_cast<byte>(record_type::heartbeat)};
+}
 
 bytes signed_message_body(const key32& sender, const key32& receiver, byte_span payload) {
   bytes b(signed_domain.begin(), signed_domain.end());
@@ -68,8 +79,10 @@ result<incoming> reassembler::feed(byte_span body) {
       c.text.assign(reinterpret_cast<const char*>(body.data() + 2), body.size() - 2);
       return incoming{std::move(c)};
     }
-    case record_type::data: break;
-    default: return violation;
+    case record_type::data:
+      break;
+    default:
+      return violation;
   }
   if (body.size() < fragment_header) return violation;
   const byte flags = body[1];

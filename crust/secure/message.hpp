@@ -30,12 +30,12 @@ const char* to_string(priority p) noexcept;
 
 // Why a connection was closed, as carried in the close record.
 enum class close_reason : std::uint8_t {
-  normal = 0,         // the application disconnected
-  shutdown = 1,       // the service stopped
-  duplicate = 2,      // the simultaneous-dial rule kept the other connection
-  protocol_error = 3, // the peer broke the message rules
-  timeout = 4,        // heartbeat timeout
-  not_allowed = 5,    // admission refused
+  normal = 0,          // the application disconnected
+  shutdown = 1,        // the service stopped
+  duplicate = 2,       // the simultaneous-dial rule kept the other connection
+  protocol_error = 3,  // the peer broke the message rules
+  timeout = 4,         // heartbeat timeout
+  not_allowed = 5,     // admission refused
 };
 const char* to_string(close_reason r) noexcept;
 
@@ -78,8 +78,8 @@ struct incoming_close {
 struct incoming_oversize {
   std::uint64_t declared_size = 0;
 };
-using incoming = std::variant<std::monostate, incoming_message, incoming_heartbeat,
-                              incoming_close, incoming_oversize>;
+using incoming = std::variant<std::monostate, incoming_message, incoming_heartbeat, incoming_close,
+                              incoming_oversize>;
 
 class reassembler {
  public:

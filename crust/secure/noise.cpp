@@ -57,7 +57,9 @@ std::array<key32, 2> hkdf2(const key32& ck, byte_span ikm) {
 
 }  // namespace
 
-std::string_view pattern_name(pattern p) noexcept { return def_of(p).name; }
+std::string_view pattern_name(pattern p) noexcept {
+  return def_of(p).name;
+}
 
 std::optional<pattern> pattern_from_name(std::string_view name) noexcept {
   for (const auto& d : patterns())
@@ -136,7 +138,9 @@ void symmetric_state::mix_key(byte_span ikm) {
   cs_.initialize_key(k);
 }
 
-void symmetric_state::mix_hash(byte_span data) { h_ = sha256(h_, data); }
+void symmetric_state::mix_hash(byte_span data) {
+  h_ = sha256(h_, data);
+}
 
 result<void> symmetric_state::encrypt_and_hash(byte_span plaintext, bytes& out) {
   const std::size_t at = out.size();
@@ -207,11 +211,20 @@ result<void> handshake_state::dh_token(int t) {
     theirs = remote_static ? (rs_ ? &*rs_ : nullptr) : (re_ ? &*re_ : nullptr);
   };
   switch (t) {
-    case EE: pick(false, false); break;
-    case SS: pick(true, true); break;
-    case ES: initiator_ ? pick(false, true) : pick(true, false); break;
-    case SE: initiator_ ? pick(true, false) : pick(false, true); break;
-    default: return make_error_code(errc::protocol_violation);
+    case EE:
+      pick(false, false);
+      break;
+    case SS:
+      pick(true, true);
+      break;
+    case ES:
+      initiator_ ? pick(false, true) : pick(true, false);
+      break;
+    case SE:
+      initiator_ ? pick(true, false) : pick(false, true);
+      break;
+    default:
+      return make_error_code(errc::protocol_violation);
   }
   if (!mine || !theirs) return make_error_code(errc::handshake_failed);
   auto shared = x25519(*mine, *theirs);

@@ -77,8 +77,8 @@ struct handshake_config {
   pattern pat = pattern::XK;
   bool initiator = true;
   bytes prologue;
-  std::optional<x25519_keypair> s;   // our static key, if the pattern has one
-  std::optional<key32> rs;           // the remote static key, if known beforehand
+  std::optional<x25519_keypair> s;  // our static key, if the pattern has one
+  std::optional<key32> rs;          // the remote static key, if known beforehand
   // Test hook: a fixed ephemeral key (the vectors fix them); random otherwise.
   std::optional<x25519_keypair> e;
 };

@@ -31,8 +31,7 @@ json::object peer_json(const peer_info& p) {
           {"remote", p.remote},
           {"inbound", p.inbound},
           {"pattern", p.address_only ? "XX" : "XK"},
-          {"handshake_ms",
-           std::chrono::duration<double, std::milli>(p.handshake_time).count()},
+          {"handshake_ms", std::chrono::duration<double, std::milli>(p.handshake_time).count()},
           {"connection_id", p.connection_id}};
 }
 
@@ -85,12 +84,13 @@ int run_main(const std::function<asio::awaitable<int>(asio::io_context&)>& body)
     co_await asio::this_coro::throw_if_cancelled(false);
     co_return co_await body(io);
   };
-  asio::co_spawn(io, guarded(),
-                 asio::bind_cancellation_slot(stop_signal->slot(), [&](std::exception_ptr e, int r) {
-                   signals.cancel();
-                   if (e) std::rethrow_exception(e);
-                   rc = r;
-                 }));
+  asio::co_spawn(
+      io, guarded(),
+      asio::bind_cancellation_slot(stop_signal->slot(), [&](std::exception_ptr e, int r) {
+        signals.cancel();
+        if (e) std::rethrow_exception(e);
+        rc = r;
+      }));
   io.run();
   return rc;
 }
@@ -202,7 +202,7 @@ int cmd_listen(const options& opt, bool echo, double seconds) {
                 << "dial me with: crust-node connect " << transport::to_string(*ep) << " --peer "
                 << svc.id().public_key().to_string() << std::endl;
     const auto deadline = seconds > 0 ? clock::now() + std::chrono::duration_cast<duration>(
-                                                            std::chrono::duration<double>(seconds))
+                                                           std::chrono::duration<double>(seconds))
                                       : time_point::max();
     for (;;) {
       auto left = deadline - clock::now();
@@ -251,10 +251,13 @@ int cmd_send(const options& opt, const std::string& endpoint, const std::string&
     if (!info) co_return 1;
     auto sent = svc.send(info->id, bytes(text.begin(), text.end()), {priority::normal, sign});
     if (sent) sent = co_await svc.flush(info->id);
-    if (!sent) std::cerr << "crust-node: send failed: " << sent.error().message() << "\n";
+    if (!sent)
+      std::cerr << "crust-node: send failed: " << sent.error().message() << "\n";
     else if (opt.json)
-      std::cout << json::serialize(json::object{{"event", "sent"}, {"peer", info->id.to_string()},
-                                                {"bytes", text.size()}, {"signed", sign}})
+      std::cout << json::serialize(json::object{{"event", "sent"},
+                                                {"peer", info->id.to_string()},
+                                                {"bytes", text.size()},
+                                                {"signed", sign}})
                 << std::endl;
     else
       std::cout << "sent " << text.size() << " bytes to " << info->id.to_string()
@@ -290,17 +293,19 @@ int cmd_chat(const options& opt, const std::string& endpoint, const std::string&
         std::cerr << "crust-node: cannot listen: " << at.error().message() << "\n";
         co_return 1;
       }
-      std::cout << "waiting for a peer: crust-node chat " << transport::to_string(*at)
-                << " --peer " << svc.id().public_key().to_string() << std::endl;
+      std::cout << "waiting for a peer: crust-node chat " << transport::to_string(*at) << " --peer "
+                << svc.id().public_key().to_string() << std::endl;
     }
     // Lines from stdin go to the peer; events come back to stdout.
     asio::posix::stream_descriptor in(io, ::dup(STDIN_FILENO));
     asio::streambuf buf;
     auto typing = [&]() -> asio::awaitable<void> {
       for (;;) {
-        auto [ec, n] = co_await asio::async_read_until(in, buf, '\n', asio::as_tuple(asio::use_awaitable));
+        auto [ec, n] =
+            co_await asio::async_read_until(in, buf, '\n', asio::as_tuple(asio::use_awaitable));
         if (ec) co_return;  // end of input
-        std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + static_cast<std::ptrdiff_t>(n - 1));
+        std::string line(asio::buffers_begin(buf.data()),
+                         asio::buffers_begin(buf.data()) + static_cast<std::ptrdiff_t>(n - 1));
         buf.consume(n);
         if (!other) {
           std::cout << "(no peer yet)" << std::endl;
@@ -323,7 +328,8 @@ int cmd_chat(const options& opt, const std::string& endpoint, const std::string&
             std::holds_alternative<events::connect_success>(*ev))
           continue;
         print_event(opt, *ev);
-        if (auto* l = std::get_if<events::lost_peer>(&*ev); l && other && l->peer == *other) co_return;
+        if (auto* l = std::get_if<events::lost_peer>(&*ev); l && other && l->peer == *other)
+          co_return;
       }
     };
     using namespace asio::experimental::awaitable_operators;

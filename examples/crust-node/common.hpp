@@ -12,10 +12,10 @@ namespace crust_node {
 
 struct options {
   std::string key_file = "crust-node.key";
-  std::string config_file;         // empty: defaults
-  std::string network;             // overrides the config when set
-  std::string address;             // overrides listen_address when set
-  int port = -1;                   // overrides tcp_acceptor_port when >= 0
+  std::string config_file;  // empty: defaults
+  std::string network;      // overrides the config when set
+  std::string address;      // overrides listen_address when set
+  int port = -1;            // overrides tcp_acceptor_port when >= 0
   bool json = false;
   int verbose = 0;
 };

@@ -110,7 +110,8 @@ int cmd_demo(int node_count, const std::string& network, bool as_json) {
       auto& d = from < me ? l.ab : l.ba;
       std::size_t k = d.received++;
       d.received_bytes += m->payload.size();
-      if (k < demo_sizes.size() && m->payload == payload_for(from, me, k, demo_sizes[k])) ++d.verified;
+      if (k < demo_sizes.size() && m->payload == payload_for(from, me, k, demo_sizes[k]))
+        ++d.verified;
       if (m->signature &&
           verify_message_signature(m->peer, nodes[me]->id().id(), m->payload, *m->signature))
         ++d.signatures_ok;
@@ -216,18 +217,24 @@ int cmd_demo(int node_count, const std::string& network, bool as_json) {
       if (l.info) {
         r["transport"] = transport::to_string(l.info->transport);
         r["pattern"] = l.info->address_only ? "XX" : "XK";
-        r["handshake_ms"] = std::chrono::duration<double, std::milli>(l.info->handshake_time).count();
+        r["handshake_ms"] =
+            std::chrono::duration<double, std::milli>(l.info->handshake_time).count();
         r["connection_id"] = l.info->connection_id;
       }
-      r["a_to_b"] = {{"messages", l.ab.received}, {"bytes", l.ab.received_bytes}, {"verified", l.ab.verified}};
-      r["b_to_a"] = {{"messages", l.ba.received}, {"bytes", l.ba.received_bytes}, {"verified", l.ba.verified}};
+      r["a_to_b"] = {
+          {"messages", l.ab.received}, {"bytes", l.ab.received_bytes}, {"verified", l.ab.verified}};
+      r["b_to_a"] = {
+          {"messages", l.ba.received}, {"bytes", l.ba.received_bytes}, {"verified", l.ba.verified}};
       rows.push_back(std::move(r));
     }
     json::array ns;
     for (std::size_t i = 0; i < n; ++i)
-      ns.push_back(json::object{{"node", i}, {"id", nodes[i]->id().id().to_string()}, {"listening", listening[i]}});
-    std::cout << json::serialize(json::object{{"network", network}, {"nodes", std::move(ns)},
-                                              {"links", std::move(rows)}, {"ok", ok}})
+      ns.push_back(json::object{
+          {"node", i}, {"id", nodes[i]->id().id().to_string()}, {"listening", listening[i]}});
+    std::cout << json::serialize(json::object{{"network", network},
+                                              {"nodes", std::move(ns)},
+                                              {"links", std::move(rows)},
+                                              {"ok", ok}})
               << std::endl;
     return ok ? 0 : 1;
   }
@@ -237,7 +244,8 @@ int cmd_demo(int node_count, const std::string& network, bool as_json) {
   for (std::size_t i = 0; i < n; ++i)
     std::cout << "  " << std::left << std::setw(6) << ("n" + std::to_string(i))
               << nodes[i]->id().id().short_string() << "  " << listening[i] << "\n";
-  std::cout << "\n  link      transport  noise  handshake   a->b msgs  bytes       b->a msgs  bytes       verified\n";
+  std::cout << "\n  link      transport  noise  handshake   a->b msgs  bytes       b->a msgs  "
+               "bytes       verified\n";
   for (auto& l : links) {
     std::ostringstream name;
     name << "n" << l.a << " <> n" << l.b;
@@ -253,14 +261,16 @@ int cmd_demo(int node_count, const std::string& network, bool as_json) {
                 l.ab.signatures_ok == 1 && l.ba.signatures_ok == 1 && l.error.empty();
     std::cout << std::setw(11) << transport::to_string(l.info->transport) << std::setw(7)
               << (l.info->address_only ? "XX" : "XK") << std::setw(12) << hs << std::setw(11)
-              << l.ab.received << std::setw(12) << human_bytes(static_cast<double>(l.ab.received_bytes))
-              << std::setw(11) << l.ba.received << std::setw(12)
+              << l.ab.received << std::setw(12)
+              << human_bytes(static_cast<double>(l.ab.received_bytes)) << std::setw(11)
+              << l.ba.received << std::setw(12)
               << human_bytes(static_cast<double>(l.ba.received_bytes)) << (good ? "yes" : "NO")
               << (l.error.empty() ? "" : "  (" + l.error + ")") << "\n";
   }
-  std::cout << "\n  Each direction sends 16 B, 1 KiB, 64 KiB (2 frames) and 1 MiB (17 frames, signed);\n"
-            << "  the receiver compares every byte and checks the signature. Links to n0 are\n"
-            << "  address-only dials (Noise XX), the others dial a known key (Noise XK).\n\n";
+  std::cout
+      << "\n  Each direction sends 16 B, 1 KiB, 64 KiB (2 frames) and 1 MiB (17 frames, signed);\n"
+      << "  the receiver compares every byte and checks the signature. Links to n0 are\n"
+      << "  address-only dials (Noise XX), the others dial a known key (Noise XK).\n\n";
   std::cout << (ok ? "  OK: " : "  FAILED: ") << verified_links << " of " << links.size()
             << " links verified, " << total_msgs << " messages, "
             << human_bytes(static_cast<double>(total_bytes)) << " encrypted end to end in "

@@ -21,8 +21,10 @@ int main(int argc, char** argv) {
     sub->add_option("-k,--key", opt.key_file, "identity file, created (mode 0600) if missing")
         ->capture_default_str();
     sub->add_option("-c,--config", opt.config_file, "JSON config file (see README: Configuration)");
-    sub->add_option("-n,--network", opt.network, "network name (peers of another network are refused)");
-    sub->add_option("-a,--address", opt.address, "address to listen on (default from config: 0.0.0.0)");
+    sub->add_option("-n,--network", opt.network,
+                    "network name (peers of another network are refused)");
+    sub->add_option("-a,--address", opt.address,
+                    "address to listen on (default from config: 0.0.0.0)");
     sub->add_option("-p,--port", opt.port, "TCP port to listen on (0 = random)");
     sub->add_flag("--json", opt.json, "print JSON lines instead of text");
   };
@@ -38,10 +40,12 @@ int main(int argc, char** argv) {
   listen->add_option("--for", seconds, "stop after this many seconds (default: until Ctrl-C)");
 
   std::string endpoint, peer;
-  auto* connect = app.add_subcommand("connect", "connect to a peer, print what it proved, disconnect");
+  auto* connect =
+      app.add_subcommand("connect", "connect to a peer, print what it proved, disconnect");
   node_options(connect);
   connect->add_option("endpoint", endpoint, "ip:port of the peer")->required();
-  connect->add_option("--peer", peer, "the peer's 128-hex-digit key (omit for an address-only dial)");
+  connect->add_option("--peer", peer,
+                      "the peer's 128-hex-digit key (omit for an address-only dial)");
 
   std::vector<std::string> words;
   bool sign = false;
@@ -52,8 +56,9 @@ int main(int argc, char** argv) {
   send->add_option("--peer", peer, "the peer's 128-hex-digit key (omit for an address-only dial)");
   send->add_flag("--sign", sign, "sign the message so the receiver can prove who sent it");
 
-  auto* chat = app.add_subcommand(
-      "chat", "exchange lines with a peer: one side runs `chat --port P`, the other `chat IP:P --peer KEY`");
+  auto* chat = app.add_subcommand("chat",
+                                  "exchange lines with a peer: one side runs `chat --port P`, the "
+                                  "other `chat IP:P --peer KEY`");
   node_options(chat);
   chat->add_option("endpoint", endpoint, "ip:port of the peer (omit to wait for one)");
   chat->add_option("--peer", peer, "the peer's 128-hex-digit key (omit for an address-only dial)");
@@ -61,15 +66,18 @@ int main(int argc, char** argv) {
   int nodes = 5;
   std::string demo_network = "crust-demo";
   bool demo_json = false;
-  auto* demo = app.add_subcommand("demo", "run a local network of nodes in this process and report");
-  demo->add_option("-N,--nodes", nodes, "how many nodes")->check(CLI::Range(2, 64))->capture_default_str();
+  auto* demo =
+      app.add_subcommand("demo", "run a local network of nodes in this process and report");
+  demo->add_option("-N,--nodes", nodes, "how many nodes")
+      ->check(CLI::Range(2, 64))
+      ->capture_default_str();
   demo->add_option("-n,--network", demo_network, "network name")->capture_default_str();
   demo->add_flag("--json", demo_json, "print the report as JSON");
 
   CLI11_PARSE(app, argc, argv);
 
   if (opt.verbose > 0) {
-    auto level = opt.verbose >= 3 ? crust::log_level::trace
+    auto level = opt.verbose >= 3   ? crust::log_level::trace
                  : opt.verbose == 2 ? crust::log_level::debug
                                     : crust::log_level::info;
     crust::set_log_handler(

@@ -14,7 +14,9 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-transport::tcp_endpoint ep_of(service& s) { return *s.local_endpoint(); }
+transport::tcp_endpoint ep_of(service& s) {
+  return *s.local_endpoint();
+}
 
 // Waits (bounded) until `pred` holds, polling every millisecond.
 template <class Pred>
@@ -97,7 +99,8 @@ TEST_CASE("loopback: 64 MiB each way arrive intact (SHA-256)") {
     constexpr std::size_t chunk = 1 << 20, count = 64;
     // Each side streams 64 MiB in 1 MiB messages, flushing every 4 MiB so
     // the send queue (8 MiB) never has to drop.
-    auto sender = [&](service& from, service& to, std::uint32_t seed) -> asio::awaitable<secure::key32> {
+    auto sender = [&](service& from, service& to,
+                      std::uint32_t seed) -> asio::awaitable<secure::key32> {
       secure::key32 h{};
       for (std::size_t i = 0; i < count; ++i) {
         auto msg = pattern_bytes(chunk, seed + static_cast<std::uint32_t>(i));
@@ -141,10 +144,16 @@ TEST_CASE("loopback: 100 peers connect to one node at once") {
     for (int i = 0; i < 100; ++i) peers.push_back(test::make_node(io));
     int connected = 0, failed = 0;
     for (auto& p : peers) {
-      asio::co_spawn(io, [&, raw = p.get()]() -> asio::awaitable<void> {
-        auto r = co_await raw->connect(ep_of(*hub), hub->id().public_key());
-        if (r && raw->send(hub->id().id(), bytes{'x'})) ++connected; else ++failed;
-      }, asio::detached);
+      asio::co_spawn(
+          io,
+          [&, raw = p.get()]() -> asio::awaitable<void> {
+            auto r = co_await raw->connect(ep_of(*hub), hub->id().public_key());
+            if (r && raw->send(hub->id().id(), bytes{'x'}))
+              ++connected;
+            else
+              ++failed;
+          },
+          asio::detached);
     }
     const bool ok102 = co_await eventually([&] { return connected + failed == 100; }, seconds(60));
     REQUIRE(ok102);
@@ -362,7 +371,8 @@ TEST_CASE("loopback: signed messages carry a signature a third party can verify"
     auto m = co_await test::next_of<events::new_message>(*b);
     REQUIRE(m.signature);
     CHECK(verify_message_signature(a->id().id(), b->id().id(), m.payload, *m.signature));
-    CHECK_FALSE(verify_message_signature(a->id().id(), b->id().id(), bytes{'n', 'o'}, *m.signature));
+    CHECK_FALSE(
+        verify_message_signature(a->id().id(), b->id().id(), bytes{'n', 'o'}, *m.signature));
     CHECK_FALSE(verify_message_signature(b->id().id(), a->id().id(), m.payload, *m.signature));
     co_await a->stop();
     co_await b->stop();
@@ -380,7 +390,8 @@ TEST_CASE("loopback: under back-pressure low priority is dropped first and repor
     auto got26 = co_await a->connect(ep_of(*b), b->id().public_key());
     REQUIRE(got26);
     // Without yielding, queue far more than the bound: the writer cannot run.
-    for (int i = 0; i < 20; ++i) REQUIRE(a->send(b->id().id(), bytes(16 * 1024, 1), {priority::low, false}));
+    for (int i = 0; i < 20; ++i)
+      REQUIRE(a->send(b->id().id(), bytes(16 * 1024, 1), {priority::low, false}));
     REQUIRE(a->send(b->id().id(), bytes(16 * 1024, 2), {priority::high, false}));
     auto dropped = co_await test::next_of<events::messages_dropped>(*a);
     CHECK(dropped.count > 0);

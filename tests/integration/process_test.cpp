@@ -1,7 +1,7 @@
 // crust-node as a separate process: killed or frozen mid-transfer, and the
 // CLI's commands end to end.
-#include "support/co_test.hpp"
 #include "support/process.hpp"
+#include "support/co_test.hpp"
 #include "transports/tcp.hpp"
 
 #include <boost/json.hpp>
@@ -52,8 +52,9 @@ asio::awaitable<listening_node> started(test::child_process& p) {
 }
 
 std::vector<std::string> listen_args(const temp_dir& d) {
-  return {node_binary(), "listen", "--json", "--echo", "--address", "127.0.0.1", "--port", "0",
-          "--key", (d.path / "node.key").string(), "--for", "60"};
+  return {node_binary(), "listen", "--json", "--echo", "--address",
+          "127.0.0.1",   "--port", "0",      "--key",  (d.path / "node.key").string(),
+          "--for",       "60"};
 }
 
 }  // namespace
@@ -108,16 +109,17 @@ TEST_CASE("process: crust-node id, send and listen work together") {
     auto sender_id = std::string(boost::json::parse(*id_line).at("id").as_string());
     auto id_rc = co_await id.wait();
     CHECK(id_rc == std::optional<int>(0));
-    CHECK((fs::status(d.path / "sender.key").permissions() & fs::perms::others_read) == fs::perms::none);
+    CHECK((fs::status(d.path / "sender.key").permissions() & fs::perms::others_read) ==
+          fs::perms::none);
 
     auto args = listen_args(d);
     args.erase(std::find(args.begin(), args.end(), "--echo"));
     test::child_process listener(io.get_executor(), args);
     auto node = co_await started(listener);
-    test::child_process sender(io.get_executor(),
-                               {node_binary(), "send", transport::to_string(node.endpoint),
-                                "hello", "world", "--peer", node.key.to_string(), "--sign",
-                                "--key", (d.path / "sender.key").string()});
+    test::child_process sender(
+        io.get_executor(),
+        {node_binary(), "send", transport::to_string(node.endpoint), "hello", "world", "--peer",
+         node.key.to_string(), "--sign", "--key", (d.path / "sender.key").string()});
     auto sent_rc = co_await sender.wait();
     CHECK(sent_rc == std::optional<int>(0));
     // The listener prints the accept and the message as JSON lines.
@@ -139,9 +141,7 @@ TEST_CASE("process: crust-node id, send and listen work together") {
 
 TEST_CASE("process: bad input on the command line gets a clear error, not a crash") {
   temp_dir d;
-  {
-    std::ofstream(d.path / "bad.json") << R"({"network_name": "x", "tcp_port": 1})";
-  }
+  { std::ofstream(d.path / "bad.json") << R"({"network_name": "x", "tcp_port": 1})"; }
   test::run([&](asio::io_context& io) -> asio::awaitable<void> {
     for (auto args : std::vector<std::vector<std::string>>{
              {"listen", "--config", (d.path / "bad.json").string()},

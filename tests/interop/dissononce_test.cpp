@@ -16,7 +16,8 @@ namespace {
 const std::string python = "/usr/bin/python3";
 
 std::string script() {
-  return (std::filesystem::path(CRUST_SOURCE_ROOT) / "tests" / "interop" / "noise_peer.py").string();
+  return (std::filesystem::path(CRUST_SOURCE_ROOT) / "tests" / "interop" / "noise_peer.py")
+      .string();
 }
 
 secure::key32 random_key() {
@@ -45,10 +46,10 @@ TEST_CASE("interop: our dialler against a dissononce responder (XK and XX)") {
     test::run([by_key](asio::io_context& io) -> asio::awaitable<void> {
       auto x = random_key(), e = random_key();
       auto theirs = identity::from_secrets(e, x);  // the same keys the script derives
-      test::child_process peer(io.get_executor(),
-                               {python, script(), "--role", "responder", "--port", "0",
-                                "--x25519-private", to_hex(x), "--ed25519-seed", to_hex(e),
-                                "--network", "crust", "--timeout", "30"});
+      test::child_process peer(
+          io.get_executor(),
+          {python, script(), "--role", "responder", "--port", "0", "--x25519-private", to_hex(x),
+           "--ed25519-seed", to_hex(e), "--network", "crust", "--timeout", "30"});
       auto first = co_await peer.read_line();
       REQUIRE(first);
       REQUIRE(first->rfind("PORT ", 0) == 0);
@@ -64,7 +65,8 @@ TEST_CASE("interop: our dialler against a dissononce responder (XK and XX)") {
       CHECK(info->id == theirs.id());
       CHECK(info->address_only == !by_key);
       const std::vector<std::size_t> sizes = {0, 1, 100, 65512, 65513, 200000};
-      for (std::size_t k = 0; k < sizes.size(); ++k) REQUIRE(me->send(theirs.id(), payload(sizes[k], k)));
+      for (std::size_t k = 0; k < sizes.size(); ++k)
+        REQUIRE(me->send(theirs.id(), payload(sizes[k], k)));
       for (std::size_t k = 0; k < sizes.size(); ++k) {
         auto echo = co_await test::next_of<events::new_message>(*me);
         CHECK(echo.payload == payload(sizes[k], k));
@@ -85,9 +87,12 @@ TEST_CASE("interop: a dissononce dialler against our listener (XK and XX)") {
       auto me = test::make_node(io);
       auto at = co_await me->start();
       REQUIRE(at);
-      std::vector<std::string> argv = {python, script(), "--role", "initiator", "--port",
-                                       std::to_string(at->port()), "--network", "crust",
-                                       "--sizes", "0,1,100,65512,65513,200000", "--timeout", "30"};
+      std::vector<std::string> argv = {python,      script(),
+                                       "--role",    "initiator",
+                                       "--port",    std::to_string(at->port()),
+                                       "--network", "crust",
+                                       "--sizes",   "0,1,100,65512,65513,200000",
+                                       "--timeout", "30"};
       if (by_key) {
         argv.push_back("--remote-key");
         argv.push_back(me->id().public_key().to_string());
@@ -121,10 +126,10 @@ TEST_CASE("interop: another network name fails against dissononce too") {
     auto me = test::make_node(io);
     auto at = co_await me->start();
     REQUIRE(at);
-    test::child_process peer(io.get_executor(),
-                             {python, script(), "--role", "initiator", "--port",
-                              std::to_string(at->port()), "--network", "elsewhere", "--remote-key",
-                              me->id().public_key().to_string(), "--timeout", "10"});
+    test::child_process peer(
+        io.get_executor(),
+        {python, script(), "--role", "initiator", "--port", std::to_string(at->port()), "--network",
+         "elsewhere", "--remote-key", me->id().public_key().to_string(), "--timeout", "10"});
     auto rc = co_await peer.wait();
     CHECK(rc == std::optional<int>(1));
     CHECK(me->peers().empty());

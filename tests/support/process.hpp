@@ -3,6 +3,7 @@
 #pragma once
 
 #include "crust/base/clock.hpp"
+#include "crust/base/error.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -65,7 +66,8 @@ class child_process {
     auto [ec, n] = co_await async_read_until(out_, buf_, '\n', as_tuple(use_awaitable));
     t.cancel();
     if (ec) co_return std::nullopt;
-    std::string line(buffers_begin(buf_.data()), buffers_begin(buf_.data()) + static_cast<std::ptrdiff_t>(n - 1));
+    std::string line(buffers_begin(buf_.data()),
+                     buffers_begin(buf_.data()) + static_cast<std::ptrdiff_t>(n - 1));
     buf_.consume(n);
     co_return line;
   }

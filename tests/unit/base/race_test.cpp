@@ -24,7 +24,8 @@ attempt<int> after(duration d, int v, int* finished = nullptr) {
 TEST_CASE("first_success: the first success wins and losers are cancelled and awaited") {
   test::run([](asio::io_context&) -> asio::awaitable<void> {
     int finished = 0;
-    std::vector<attempt<int>> a{after(seconds(5), 1, &finished), after(milliseconds(10), 2, &finished),
+    std::vector<attempt<int>> a{after(seconds(5), 1, &finished),
+                                after(milliseconds(10), 2, &finished),
                                 after(seconds(5), 3, &finished)};
     auto t0 = clock::now();
     auto out = co_await first_success(std::move(a), duration::zero());
@@ -65,7 +66,8 @@ TEST_CASE("first_success: staggered attempts start late unless an earlier one fa
     CHECK(clock::now() - t0 < seconds(5));
     // A quick winner means the staggered attempt never starts.
     int finished = 0;
-    std::vector<attempt<int>> b{after(milliseconds(1), 1, &finished), after(milliseconds(1), 2, &finished)};
+    std::vector<attempt<int>> b{after(milliseconds(1), 1, &finished),
+                                after(milliseconds(1), 2, &finished)};
     auto out2 = co_await first_success(std::move(b), seconds(10));
     CHECK(*out2.value == 1);
     CHECK(finished == 1);

@@ -23,7 +23,8 @@ TEST_CASE("config: values are read") {
     // comments are allowed
     "network_name": "lab", "tcp_acceptor_port": 5483, "max_message_size": 1000,
     "heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500,
-    "hard_coded_contacts": ["127.0.0.1:1", {"endpoint": "[::1]:2", "key": ")" + key + R"("}]
+    "hard_coded_contacts": ["127.0.0.1:1", {"endpoint": "[::1]:2", "key": ")" +
+                         key + R"("}]
   })");
   REQUIRE_MESSAGE(c, c.error().message);
   CHECK(c->network_name == "lab");
@@ -40,20 +41,20 @@ TEST_CASE("config: errors name the key and the file") {
     const char* text;
     const char* says;
   };
-  for (auto b : {bad{R"({"netwrok_name": "x"})", "unknown key \"netwrok_name\""},
-                 bad{R"({"tcp_acceptor_port": "80"})", "\"tcp_acceptor_port\" must be a whole number"},
-                 bad{R"({"tcp_acceptor_port": 70000})", "between 0 and 65535"},
-                 bad{R"({"max_message_size": -1})", "must not be negative"},
-                 bad{R"({"network_name": ""})", "1 to 255 bytes"},
-                 bad{R"({"hard_coded_contacts": [{"endpoint": "nowhere"}]})",
-                     "\"hard_coded_contacts[0].endpoint\" is not an ip:port"},
-                 bad{R"({"hard_coded_contacts": [{"endpoint": "1.2.3.4:5", "key": "zz"}]})",
-                     "hard_coded_contacts[0].key"},
-                 bad{R"({"hard_coded_contacts": [{"ep": "1.2.3.4:5"}]})", "hard_coded_contacts[0].ep"},
-                 bad{R"({"heartbeat_interval_ms": 5000, "heartbeat_timeout_ms": 100})", "larger than"},
-                 bad{R"({"accept_address_only": 1})", "true or false"},
-                 bad{"[1]", "top level"},
-                 bad{"{", "not valid JSON"}}) {
+  for (auto b :
+       {bad{R"({"netwrok_name": "x"})", "unknown key \"netwrok_name\""},
+        bad{R"({"tcp_acceptor_port": "80"})", "\"tcp_acceptor_port\" must be a whole number"},
+        bad{R"({"tcp_acceptor_port": 70000})", "between 0 and 65535"},
+        bad{R"({"max_message_size": -1})", "must not be negative"},
+        bad{R"({"network_name": ""})", "1 to 255 bytes"},
+        bad{R"({"hard_coded_contacts": [{"endpoint": "nowhere"}]})",
+            "\"hard_coded_contacts[0].endpoint\" is not an ip:port"},
+        bad{R"({"hard_coded_contacts": [{"endpoint": "1.2.3.4:5", "key": "zz"}]})",
+            "hard_coded_contacts[0].key"},
+        bad{R"({"hard_coded_contacts": [{"ep": "1.2.3.4:5"}]})", "hard_coded_contacts[0].ep"},
+        bad{R"({"heartbeat_interval_ms": 5000, "heartbeat_timeout_ms": 100})", "larger than"},
+        bad{R"({"accept_address_only": 1})", "true or false"}, bad{"[1]", "top level"},
+        bad{"{", "not valid JSON"}}) {
     CAPTURE(b.text);
     auto c = config::parse(b.text, "node.json");
     REQUIRE_FALSE(c);

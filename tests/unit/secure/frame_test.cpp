@@ -18,7 +18,8 @@ std::pair<frame_sealer, frame_opener> pair_of(std::uint32_t rekey = default_reke
 
 bytes body_of(std::size_t n, int seed) {
   bytes b(n);
-  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<byte>(i * 31 + static_cast<std::size_t>(seed));
+  for (std::size_t i = 0; i < n; ++i)
+    b[i] = static_cast<byte>(i * 31 + static_cast<std::size_t>(seed));
   return b;
 }
 

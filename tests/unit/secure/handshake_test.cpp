@@ -15,8 +15,7 @@ struct outcome {
 
 // Runs both state machines against each other in memory; `tamper` may edit
 // each message in flight (index, bytes).
-outcome exchange(handshake a, handshake b,
-                 const std::function<void(int, bytes&)>& tamper = {}) {
+outcome exchange(handshake a, handshake b, const std::function<void(int, bytes&)>& tamper = {}) {
   outcome out;
   auto sa = a.start();
   auto sb = b.start();
@@ -109,7 +108,8 @@ TEST_CASE("handshake: dialling the right address with the wrong key fails") {
   auto mallory = identity::generate();
   // The static key is Bob's but the id we expect is Mallory's.
   peer_key wrong{mallory.id(), bob.public_key().noise_static};
-  auto o = exchange(handshake::initiator(alice, "net", wrong), handshake::responder(bob, "net", true));
+  auto o =
+      exchange(handshake::initiator(alice, "net", wrong), handshake::responder(bob, "net", true));
   CHECK(o.failed == errc::wrong_peer_key);
   // A static key that is not Bob's: the first message does not authenticate.
   auto o2 = exchange(handshake::initiator(alice, "net", mallory.public_key()),

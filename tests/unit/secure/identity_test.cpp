@@ -49,8 +49,9 @@ TEST_CASE("identity: a key file others can read is refused, not used") {
 TEST_CASE("identity: a corrupt key file is an error and is never overwritten") {
   temp_dir d;
   auto file = d.path / "node.key";
-  for (std::string text : {"", "{", "[]", "{\"format\":\"crust-identity\"}",
-                           "{\"format\":\"crust-identity\",\"ed25519_seed\":\"00\",\"x25519_private\":\"11\"}"}) {
+  for (std::string text :
+       {"", "{", "[]", "{\"format\":\"crust-identity\"}",
+        "{\"format\":\"crust-identity\",\"ed25519_seed\":\"00\",\"x25519_private\":\"11\"}"}) {
     {
       std::ofstream out(file);
       out << text;

@@ -1,5 +1,5 @@
-#include "crust/secure/frame.hpp"
 #include "crust/secure/message.hpp"
+#include "crust/secure/frame.hpp"
 
 #include "support/test.hpp"
 

@@ -33,8 +33,8 @@ bytes hex(const boost::json::value& v) {
 TEST_CASE("noise: every cacophony vector of the implemented patterns replays exactly") {
   auto path = test::vectors_dir() / "cacophony.txt";
   std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "the Noise test vectors are missing: expected " << path
-                                 << " (set CRUST_VECTORS to the vectors directory)");
+  REQUIRE_MESSAGE(in.good(), "the Noise test vectors are missing: expected "
+                                 << path << " (set CRUST_VECTORS to the vectors directory)");
   std::stringstream ss;
   ss << in.rdbuf();
   auto doc = boost::json::parse(ss.str());
@@ -115,7 +115,8 @@ TEST_CASE("noise: a tampered handshake message does not authenticate at any byte
   auto s_resp = x25519_keypair::generate();
   for (std::size_t pos = 0; pos < 48; ++pos) {
     CAPTURE(pos);
-    auto init = noise::handshake_state::create({noise::pattern::XK, true, {}, x25519_keypair::generate(), s_resp.pub, {}});
+    auto init = noise::handshake_state::create(
+        {noise::pattern::XK, true, {}, x25519_keypair::generate(), s_resp.pub, {}});
     auto resp = noise::handshake_state::create({noise::pattern::XK, false, {}, s_resp, {}, {}});
     REQUIRE(init);
     REQUIRE(resp);
