@@ -207,8 +207,11 @@ class service::impl final : public detail::connection_owner,
       }
       if (peers_.contains(id) || stopping_) co_return;
     }
-    CRUST_LOG(info, "service", "lost peer " << id.short_string() << ": " << why.message());
-    post_event(events::lost_peer{id, why, {}});
+    auto detail = conn->peer_close_detail();
+    CRUST_LOG(info, "service",
+              "lost peer " << id.short_string() << ": " << why.message()
+                           << (detail.empty() ? "" : " - " + detail));
+    post_event(events::lost_peer{id, why, std::move(detail)});
   }
 
   // --- application calls ---

@@ -87,6 +87,13 @@ void connection::close(close_reason reason, std::string text) {
   writer_wake_.notify();
 }
 
+std::string connection::peer_close_detail() const {
+  if (!peer_close_) return {};
+  std::string d = std::string("peer closed: ") + to_string(peer_close_->reason);
+  if (!peer_close_->text.empty()) d += " (" + peer_close_->text + ")";
+  return d;
+}
+
 void connection::abort() noexcept {
   ended_ = true;
   stream_.close();

@@ -47,6 +47,9 @@ class connection : public std::enable_shared_from_this<connection> {
   // Closes the socket at once.
   void abort() noexcept;
 
+  // What the peer said when it closed ("shutdown: service stopping"), or "".
+  std::string peer_close_detail() const;
+
   // Runs until the connection ends; returns why.
   boost::asio::awaitable<error_code> run();
 

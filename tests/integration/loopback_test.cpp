@@ -450,3 +450,154 @@ TEST_CASE("loopback: disconnect and stop close cleanly with reasons") {
     CHECK(again.error() == errc::shutting_down);
   });
 }
+
+namespace {
+
+enum class mitm { tamper, replay, reorder };
+
+// A proxy between a dialler and `to` that edits the dialler's first frames
+// after the handshake (48 + 160 bytes): flips a bit, sends a frame twice, or
+// swaps two frames. Each frame holds one 10-byte message: 51 bytes.
+asio::awaitable<void> proxy(asio::ip::tcp::acceptor& acc, transport::tcp_endpoint to, mitm mode) {
+  constexpr std::size_t handshake = 48 + 160, frame = 51;
+  auto in = co_await transport::tcp_accept(acc);
+  auto out = co_await transport::tcp_dial(to);
+  if (!in || !out) co_return;
+  auto back = [&]() -> asio::awaitable<void> {
+    std::vector<byte> buf(65536);
+    for (;;) {
+      auto [ec, n] =
+          co_await out->async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+      auto [wec, w] = co_await asio::async_write(*in, asio::buffer(buf.data(), n),
+                                                 asio::as_tuple(asio::use_awaitable));
+      if (wec) break;
+    }
+    in->close();
+  };
+  auto forth = [&]() -> asio::awaitable<void> {
+    bytes seen;
+    std::size_t done = 0;  // bytes of `seen` already handled
+    bool edited = false;
+    std::vector<byte> buf(65536);
+    for (;;) {
+      auto [ec, n] =
+          co_await in->async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+      seen.insert(seen.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      bytes send;
+      if (done < handshake) {
+        std::size_t upto = std::min(handshake, seen.size());
+        send.insert(send.end(), seen.begin() + static_cast<std::ptrdiff_t>(done),
+                    seen.begin() + static_cast<std::ptrdiff_t>(upto));
+        done = upto;
+      }
+      const std::size_t need = mode == mitm::reorder ? 2 * frame : frame;
+      if (done == handshake && !edited && seen.size() >= handshake + need) {
+        bytes f1(seen.begin() + handshake, seen.begin() + handshake + frame);
+        if (mode == mitm::tamper) {
+          f1[20] ^= 0x01;
+          append(send, f1);
+        } else if (mode == mitm::replay) {
+          append(send, f1);
+          append(send, f1);
+        } else {
+          bytes f2(seen.begin() + handshake + frame, seen.begin() + handshake + 2 * frame);
+          append(send, f2);
+          append(send, f1);
+        }
+        done = handshake + need;
+        edited = true;
+      }
+      if (edited) {
+        send.insert(send.end(), seen.begin() + static_cast<std::ptrdiff_t>(done), seen.end());
+        done = seen.size();
+      }
+      auto [wec, w] =
+          co_await asio::async_write(*out, asio::buffer(send), asio::as_tuple(asio::use_awaitable));
+      if (wec) break;
+    }
+    out->close();
+  };
+  co_await (back() && forth());
+}
+
+}  // namespace
+
+TEST_CASE(
+    "loopback: a tampered, replayed or reordered frame closes the connection; nothing twice") {
+  for (auto mode : {mitm::tamper, mitm::replay, mitm::reorder}) {
+    test::run([mode](asio::io_context& io) -> asio::awaitable<void> {
+      auto a = test::make_node(io);
+      auto b = test::make_node(io);
+      REQUIRE(co_await b->start());
+      auto acc = transport::tcp_listen(io.get_executor(), {asio::ip::make_address("127.0.0.1"), 0});
+      REQUIRE(acc);
+      asio::co_spawn(io, proxy(*acc, ep_of(*b), mode), asio::detached);
+      auto info = co_await a->connect(acc->local_endpoint(), b->id().public_key());
+      REQUIRE(info);
+      REQUIRE(a->send(b->id().id(), bytes(10, 1)));
+      REQUIRE(a->send(b->id().id(), bytes(10, 2)));
+      int delivered = 0;
+      error_code reason;
+      for (;;) {
+        auto ev = co_await with_timeout(b->next_event(), seconds(10));
+        REQUIRE(ev);
+        if (auto* m = std::get_if<events::new_message>(&*ev)) {
+          CHECK(m->payload == bytes(10, 1));  // only the untouched first frame, once
+          ++delivered;
+        }
+        if (auto* l = std::get_if<events::lost_peer>(&*ev)) {
+          reason = l->reason;
+          break;
+        }
+      }
+      CHECK(reason == errc::frame_corrupt);
+      CHECK(delivered == (mode == mitm::replay ? 1 : 0));
+      auto lost = co_await test::next_of<events::lost_peer>(*a);  // the dialler learns too
+      CHECK(lost.peer == b->id().id());
+      co_await a->stop();
+      co_await b->stop();
+    });
+  }
+}
+
+TEST_CASE("loopback: IPv6 listen and dial") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.listen_address = "::1";
+    auto a = test::make_node(io, cfg);
+    auto b = test::make_node(io, cfg);
+    auto at = co_await b->start();
+    REQUIRE(at);
+    CHECK(at->address().is_v6());
+    auto info = co_await a->connect(*at, b->id().public_key());
+    REQUIRE(info);
+    CHECK(info->remote.rfind("[::1]:", 0) == 0);
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("loopback: heartbeat timeout on a manual clock (no waiting for real time)") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.heartbeat_interval = seconds(5);
+    cfg.heartbeat_timeout = seconds(600);  // ten minutes, which the test skips
+    auto a = test::make_node(io, cfg);
+    REQUIRE(co_await a->start());
+    auto mute = identity::generate();
+    auto s = co_await transport::tcp_dial(ep_of(*a));
+    REQUIRE(s);
+    auto hs = co_await secure::run_handshake(
+        *s, secure::handshake::initiator(mute, cfg.network_name, a->id().public_key()));
+    REQUIRE(hs);
+    (void)co_await test::next_of<events::bootstrap_accept>(*a);
+    co_await test::sleep_for(milliseconds(10));
+    CHECK(a->peers().size() == 1);
+    clock::advance(seconds(601));
+    auto lost = co_await test::next_of<events::lost_peer>(*a, seconds(60));
+    CHECK(lost.reason == errc::connection_lost);
+    co_await a->stop();
+  });
+}
