@@ -23,9 +23,11 @@ constexpr std::size_t third_size = 32 + aead_tag_size + proof_size + aead_tag_si
 }  // namespace
 
 bytes make_prologue(std::string_view network, std::uint16_t version) {
-  bytes p = {'C', 'R', 'U', 'S', 'T'};
-  put_u16(p, version);
   auto name = network.substr(0, max_network_name);
+  bytes p;
+  p.reserve(8 + name.size());
+  append(p, as_bytes("CRUST"));
+  put_u16(p, version);
   p.push_back(static_cast<byte>(name.size()));
   append(p, as_bytes(name));
   return p;

@@ -87,7 +87,9 @@ TEST_CASE("first_success and with_timeout: cancelled by a 0 ms timer, they retur
     CHECK(r.index() == 1);
     CHECK(clock::now() - t0 < seconds(5));
 
-    auto slow = after(seconds(30), 1)();
+    // The std::function must outlive the coroutine it starts (captures live in it).
+    auto slow_fn = after(seconds(30), 1);
+    auto slow = slow_fn();
     auto t1 = clock::now();
     auto w = co_await with_timeout(std::move(slow), milliseconds(10));
     CHECK(w.error() == errc::timed_out);
