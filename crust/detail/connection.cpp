@@ -99,19 +99,30 @@ void connection::abort() noexcept {
   stream_.close();
 }
 
-void connection::seal_record(byte_span rec) {
-  auto dst = sealer_.prepare(rec.size(), batch_);
-  std::memcpy(dst.data(), rec.data(), rec.size());
-  (void)sealer_.commit(batch_);  // sizes are within limits by construction
+void connection::add_record(byte_span header, byte_span data) {
+  const std::size_t size = header.size() + data.size();
+  // Records share a frame until the next one would not fit.
+  if (frame_open_ &&
+      sealer_.open_body_size(batch_) + secure::record_prefix + size > secure::max_frame_body)
+    finish_frame();
+  if (!frame_open_) {
+    sealer_.open_frame(batch_);
+    frame_open_ = true;
+  }
+  put_u16(batch_, static_cast<std::uint16_t>(size));
+  append(batch_, header);
+  append(batch_, data);
+}
+
+void connection::finish_frame() {
+  if (!frame_open_) return;
+  (void)sealer_.close_frame(batch_);  // sizes are within limits by construction
+  frame_open_ = false;
 }
 
 void connection::seal_message(const secure::outgoing_message& m) {
-  secure::encode_message(m, secure::max_frame_body, [this](byte_span header, byte_span data) {
-    auto dst = sealer_.prepare(header.size() + data.size(), batch_);
-    std::memcpy(dst.data(), header.data(), header.size());
-    if (!data.empty()) std::memcpy(dst.data() + header.size(), data.data(), data.size());
-    (void)sealer_.commit(batch_);
-  });
+  secure::encode_message(m, secure::max_frame_body - secure::record_prefix,
+                         [this](byte_span header, byte_span data) { add_record(header, data); });
   ++stats_.messages_sent;
   stats_.bytes_sent += m.payload.size();
 }
@@ -124,13 +135,14 @@ asio::awaitable<error_code> connection::writer() {
       if (!m) break;
       seal_message(*m);
     }
-    if (batch_.empty() && heartbeat_due_) seal_record(secure::encode_heartbeat());
+    if (batch_.empty() && heartbeat_due_) add_record(secure::encode_heartbeat(), {});
     heartbeat_due_ = false;
     const bool send_close = closing_ && queue_.empty() && !close_sent_;
     if (send_close) {
-      seal_record(secure::encode_close(close_reason_, close_text_));
+      add_record(secure::encode_close(close_reason_, close_text_), {});
       close_sent_ = true;
     }
+    finish_frame();
     if (!batch_.empty()) {
       writing_ = true;
       auto [ec, n] =
@@ -189,19 +201,27 @@ asio::awaitable<error_code> connection::reader() {
       auto body = opener_.next(in);
       if (!body) co_return body.error();
       if (!*body) break;
-      auto rec = reasm_.feed(**body);
-      if (!rec) co_return rec.error();
-      bool ended = false;
-      error_code why;
-      if (auto h = handle(*rec, ended, why); !h) co_return h.error();
-      if (ended) co_return why;
-      if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {
-        // Named, not a temporary inside the co_await: GCC 12 mishandles
-        // non-trivial temporaries that live across a suspension.
-        event ev = events::new_message{info_.id, std::move(m->payload), m->prio, m->signature};
-        delivering_ = true;
-        co_await owner_.deliver(std::move(ev), true);
-        delivering_ = false;
+      // The body stays valid until the next opener_.next(): the records are
+      // all handled (and delivered) before that.
+      secure::record_reader records(**body);
+      for (;;) {
+        auto record = records.next();
+        if (!record) co_return record.error();
+        if (!*record) break;
+        auto rec = reasm_.feed(**record);
+        if (!rec) co_return rec.error();
+        bool ended = false;
+        error_code why;
+        if (auto h = handle(*rec, ended, why); !h) co_return h.error();
+        if (ended) co_return why;
+        if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {
+          // Named, not a temporary inside the co_await: GCC 12 mishandles
+          // non-trivial temporaries that live across a suspension.
+          event ev = events::new_message{info_.id, std::move(m->payload), m->prio, m->signature};
+          delivering_ = true;
+          co_await owner_.deliver(std::move(ev), true);
+          delivering_ = false;
+        }
       }
     }
   }

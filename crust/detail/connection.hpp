@@ -59,7 +59,8 @@ class connection : public std::enable_shared_from_this<connection> {
   boost::asio::awaitable<error_code> watchdog();
   result<void> handle(const secure::incoming& in, bool& ended, error_code& why);
   void seal_message(const secure::outgoing_message& m);
-  void seal_record(byte_span rec);
+  void add_record(byte_span header, byte_span data);
+  void finish_frame();
 
   transport::stream stream_;
   connection_owner& owner_;  // outlives run(): the service awaits every connection
@@ -75,6 +76,7 @@ class connection : public std::enable_shared_from_this<connection> {
   notifier writer_wake_;
   notifier flushed_;
   bytes batch_;
+  bool frame_open_ = false;
   bool writing_ = false;
   bool heartbeat_due_ = false;
   bool closing_ = false;

@@ -4,20 +4,20 @@
 
 namespace crust::secure {
 
-mutable_byte_span frame_sealer::prepare(std::size_t body_len, bytes& out) {
-  pending_at_ = out.size();
-  pending_len_ = body_len;
-  out.resize(pending_at_ + frame_header_size + body_len + aead_tag_size);
-  return {out.data() + pending_at_ + frame_header_size, body_len};
+void frame_sealer::open_frame(bytes& out) {
+  open_at_ = out.size();
+  out.resize(open_at_ + frame_header_size);
 }
 
-result<void> frame_sealer::commit(bytes& out) {
-  if (pending_len_ > max_frame_body) return make_error_code(errc::message_too_large);
-  byte* p = out.data() + pending_at_;
-  p[0] = static_cast<byte>(pending_len_ >> 8);
-  p[1] = static_cast<byte>(pending_len_);
+result<void> frame_sealer::close_frame(bytes& out) {
+  const std::size_t len = out.size() - open_at_ - frame_header_size;
+  if (len > max_frame_body) return make_error_code(errc::message_too_large);
+  out.resize(out.size() + aead_tag_size);
+  byte* p = out.data() + open_at_;
+  p[0] = static_cast<byte>(len >> 8);
+  p[1] = static_cast<byte>(len);
   if (auto r = cs_.seal_in_place({}, p, 2); !r) return r;
-  if (auto r = cs_.seal_in_place({}, p + frame_header_size, pending_len_); !r) return r;
+  if (auto r = cs_.seal_in_place({}, p + frame_header_size, len); !r) return r;
   ++frames_;
   if (++since_rekey_ == rekey_interval_) {
     cs_.rekey();
@@ -29,9 +29,9 @@ result<void> frame_sealer::commit(bytes& out) {
 
 result<void> frame_sealer::seal(byte_span body, bytes& out) {
   if (body.size() > max_frame_body) return make_error_code(errc::message_too_large);
-  auto dst = prepare(body.size(), out);
-  if (!body.empty()) std::memcpy(dst.data(), body.data(), body.size());
-  return commit(out);
+  open_frame(out);
+  append(out, body);
+  return close_frame(out);
 }
 
 result<void> frame_opener::open_header(byte* p) {

@@ -26,10 +26,14 @@ class frame_sealer {
 
   // Appends one sealed frame holding `body` (at most max_frame_body bytes).
   result<void> seal(byte_span body, bytes& out);
-  // Appends a frame whose body the caller writes: returns a span of
-  // `body_len` bytes inside `out` to fill, then call commit().
-  mutable_byte_span prepare(std::size_t body_len, bytes& out);
-  result<void> commit(bytes& out);
+  // Builds a frame in place: open_frame() reserves the header at the end of
+  // `out`, the caller appends the body to `out`, close_frame() encrypts both
+  // and appends the tag. The body may not exceed max_frame_body.
+  void open_frame(bytes& out);
+  std::size_t open_body_size(const bytes& out) const noexcept {
+    return out.size() - open_at_ - frame_header_size;
+  }
+  result<void> close_frame(bytes& out);
 
   std::uint64_t frames() const noexcept { return frames_; }
 
@@ -38,8 +42,7 @@ class frame_sealer {
   std::uint32_t rekey_interval_;
   std::uint32_t since_rekey_ = 0;
   std::uint64_t frames_ = 0;
-  std::size_t pending_at_ = 0;
-  std::size_t pending_len_ = 0;
+  std::size_t open_at_ = 0;
 };
 
 class frame_opener {

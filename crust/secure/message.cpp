@@ -45,6 +45,18 @@ std::size_t first_fragment_header(bool signed_msg) noexcept {
   return fragment_header + 4 + (signed_msg ? 64 : 0);
 }
 
+result<std::optional<byte_span>> record_reader::next() {
+  if (empty_body_) return make_error_code(errc::protocol_violation);
+  if (rest_.empty()) return std::optional<byte_span>{};
+  if (rest_.size() < record_prefix) return make_error_code(errc::protocol_violation);
+  const std::size_t len = get_u16(rest_.data());
+  if (len == 0 || rest_.size() - record_prefix < len)
+    return make_error_code(errc::protocol_violation);
+  byte_span rec = rest_.subspan(record_prefix, len);
+  rest_ = rest_.subspan(record_prefix + len);
+  return std::optional<byte_span>(rec);
+}
+
 bytes encode_close(close_reason reason, std::string_view text) {
   bytes b = {static_cast<byte>(record_type::close), static_cast<byte>(reason)};
   append(b, as_bytes(text.substr(0, max_close_text)));

@@ -457,9 +457,9 @@ enum class mitm { tamper, replay, reorder };
 
 // A proxy between a dialler and `to` that edits the dialler's first frames
 // after the handshake (48 + 160 bytes): flips a bit, sends a frame twice, or
-// swaps two frames. Each frame holds one 10-byte message: 51 bytes.
+// swaps two frames. Each frame holds one 10-byte message: 18 + 2 + 17 + 16.
 asio::awaitable<void> proxy(asio::ip::tcp::acceptor& acc, transport::tcp_endpoint to, mitm mode) {
-  constexpr std::size_t handshake = 48 + 160, frame = 51;
+  constexpr std::size_t handshake = 48 + 160, frame = 53;
   auto in = co_await transport::tcp_accept(acc);
   auto out = co_await transport::tcp_dial(to);
   if (!in || !out) co_return;
@@ -536,8 +536,11 @@ TEST_CASE(
       asio::co_spawn(io, proxy(*acc, ep_of(*b), mode), asio::detached);
       auto info = co_await a->connect(acc->local_endpoint(), b->id().public_key());
       REQUIRE(info);
+      // Flushing between the two keeps them in separate frames.
       REQUIRE(a->send(b->id().id(), bytes(10, 1)));
+      (void)co_await a->flush(b->id().id());
       REQUIRE(a->send(b->id().id(), bytes(10, 2)));
+      (void)co_await a->flush(b->id().id());
       int delivered = 0;
       error_code reason;
       for (;;) {

@@ -26,7 +26,7 @@ Wire summary (the C++ headers are the specification):
   at most 65535 - 16 bytes. Each direction rekeys (Noise REKEY, nonce back to
   zero) after every 65536 frames.
 
-  frame body = one record:
+  frame body = one or more records, each as u16be length || record:
     data:      u8 1 | u8 flags (1 first, 2 last, 4 signed) | u8 priority
                | [first: u32be total length | [signed: 64-byte signature]]
                | fragment bytes
@@ -103,6 +103,7 @@ MAX_NONCE = 2 ** 64 - 1
 REC_DATA, REC_HEARTBEAT, REC_CLOSE = 1, 2, 3
 FLAG_FIRST, FLAG_LAST, FLAG_SIGNED = 1, 2, 4
 FRAGMENT_HEADER = 3
+RECORD_PREFIX = 2  # u16be length before each record in a frame body
 PRIORITY_COUNT = 3
 MAX_CLOSE_TEXT = 256
 CLOSE_NORMAL = 0
@@ -310,12 +311,13 @@ def rekey(cs):
 # --- records -------------------------------------------------------------------------------
 
 def encode_message(payload, prio):
-    """Yields the frame bodies of one data message (Crust's encode_message)."""
+    """Yields the records of one data message (Crust's encode_message). Each
+    record fits a frame body of its own with its 2-byte length prefix."""
     offset = 0
     first = True
     while True:
         header_size = FRAGMENT_HEADER + 4 if first else FRAGMENT_HEADER
-        take = min(MAX_FRAME_BODY - header_size, len(payload) - offset)
+        take = min(MAX_FRAME_BODY - RECORD_PREFIX - header_size, len(payload) - offset)
         last = offset + take == len(payload)
         flags = (FLAG_FIRST if first else 0) | (FLAG_LAST if last else 0)
         header = bytes([REC_DATA, flags, prio])
@@ -343,9 +345,29 @@ class Reassembler:
         self.signed = False
         self.payload = bytearray()
 
-    def feed(self, body):
+    def feed_body(self, body):
+        """Splits a frame body into its length-prefixed records; returns the
+        events they complete, in order."""
         if not body:
             raise PeerError("protocol violation: empty frame body")
+        events = []
+        at = 0
+        while at < len(body):
+            if len(body) - at < RECORD_PREFIX:
+                raise PeerError("protocol violation: truncated record length")
+            (n,) = struct.unpack(">H", body[at:at + RECORD_PREFIX])
+            at += RECORD_PREFIX
+            if n == 0 or len(body) - at < n:
+                raise PeerError("protocol violation: record of %d bytes in %d" % (n, len(body) - at))
+            ev = self.feed(body[at:at + n])
+            at += n
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def feed(self, body):
+        if not body:
+            raise PeerError("protocol violation: empty record")
         kind = body[0]
         if kind == REC_HEARTBEAT:
             if len(body) != 1:
@@ -398,22 +420,24 @@ class Session:
         self.sealer = FrameSealer(send_cs)
         self.opener = FrameOpener(conn, recv_cs)
         self.reasm = Reassembler()
+        self.pending = []
 
     def send_message(self, payload, prio):
+        # One record per frame: valid, if less compact than Crust's packing.
         out = bytearray()
-        for body in encode_message(payload, prio):
-            out += self.sealer.seal(body)
+        for rec in encode_message(payload, prio):
+            out += self.sealer.seal(struct.pack(">H", len(rec)) + rec)
         self.conn.send(bytes(out))
 
     def send_close(self, reason=CLOSE_NORMAL):
-        self.conn.send(self.sealer.seal(encode_close(reason)))
+        rec = encode_close(reason)
+        self.conn.send(self.sealer.seal(struct.pack(">H", len(rec)) + rec))
 
     def next_event(self):
         """Next data message or close record; heartbeats are skipped."""
-        while True:
-            ev = self.reasm.feed(self.opener.next_body())
-            if ev is not None:
-                return ev
+        while not self.pending:
+            self.pending.extend(self.reasm.feed_body(self.opener.next_body()))
+        return self.pending.pop(0)
 
 
 # --- the two roles ------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ using namespace crust::secure;
 
 namespace {
 
-std::vector<bytes> records_of(const outgoing_message& m, std::size_t max_body = max_frame_body) {
+std::vector<bytes> records_of(const outgoing_message& m,
+                              std::size_t max_body = max_frame_body - record_prefix) {
   std::vector<bytes> out;
   encode_message(m, max_body, [&](byte_span h, byte_span d) {
     bytes r(h.begin(), h.end());
@@ -34,7 +35,8 @@ TEST_CASE("message: fragmentation and reassembly round-trip at every size class"
     CAPTURE(n);
     auto m = msg(n, priority::low);
     auto recs = records_of(m);
-    const std::size_t first_cap = max_frame_body - 7, later_cap = max_frame_body - 3;
+    const std::size_t max_record = max_frame_body - record_prefix;
+    const std::size_t first_cap = max_record - 7, later_cap = max_record - 3;
     CHECK(recs.size() == (n <= first_cap ? 1 : 1 + (n - first_cap + later_cap - 1) / later_cap));
     reassembler r(2u << 20);
     for (std::size_t i = 0; i < recs.size(); ++i) {
@@ -166,4 +168,37 @@ TEST_CASE("send queue: under pressure the oldest least important go first, and i
   send_queue e(10);
   CHECK(e.push(msg(500)).count == 0);
   CHECK(e.size() == 1);
+}
+
+TEST_CASE("records: a frame body holds several length-prefixed records") {
+  bytes body;
+  for (bytes rec : {bytes{2}, bytes{3, 0, 'b', 'y', 'e'}, bytes(300, 7)}) {
+    put_u16(body, static_cast<std::uint16_t>(rec.size()));
+    append(body, rec);
+  }
+  record_reader r(body);
+  std::vector<std::size_t> sizes;
+  for (;;) {
+    auto rec = r.next();
+    REQUIRE(rec);
+    if (!*rec) break;
+    sizes.push_back((*rec)->size());
+  }
+  CHECK(sizes == std::vector<std::size_t>{1, 5, 300});
+}
+
+TEST_CASE("records: malformed bodies are protocol violations") {
+  for (bytes body : {bytes{}, bytes{0}, bytes{0, 0}, bytes{0, 5, 1, 2}, bytes{0, 1, 2, 0}}) {
+    CAPTURE(body.size());
+    record_reader r(body);
+    bool violated = false;
+    for (int i = 0; i < 4 && !violated; ++i) {
+      auto rec = r.next();
+      if (!rec)
+        violated = rec.error() == errc::protocol_violation;
+      else if (!*rec)
+        break;
+    }
+    CHECK(violated);
+  }
 }
