@@ -95,6 +95,15 @@ int run_main(const std::function<asio::awaitable<int>(asio::io_context&)>& body)
   return rc;
 }
 
+// What another machine (or terminal) should dial: a wildcard listen address
+// is shown as loopback, with the port.
+std::string dialable(const transport::tcp_endpoint& ep) {
+  if (!ep.address().is_unspecified()) return transport::to_string(ep);
+  auto loop = ep.address().is_v6() ? asio::ip::address(asio::ip::address_v6::loopback())
+                                   : asio::ip::address(asio::ip::address_v4::loopback());
+  return transport::to_string({loop, ep.port()});
+}
+
 result<transport::tcp_endpoint> endpoint_or_say(const std::string& text) {
   auto ep = transport::parse_endpoint(text);
   if (!ep) std::cerr << "crust-node: \"" << text << "\" is not an ip:port endpoint\n";
@@ -199,8 +208,11 @@ int cmd_listen(const options& opt, bool echo, double seconds) {
                 << std::endl;
     else
       std::cout << "listening on " << transport::to_string(*ep) << "\n"
-                << "dial me with: crust-node connect " << transport::to_string(*ep) << " --peer "
-                << svc.id().public_key().to_string() << std::endl;
+                << "dial me with: crust-node connect " << dialable(*ep) << " --peer "
+                << svc.id().public_key().to_string()
+                << (ep->address().is_unspecified() ? "\n(from another machine, use its address)"
+                                                   : "")
+                << std::endl;
     const auto deadline = seconds > 0 ? clock::now() + std::chrono::duration_cast<duration>(
                                                            std::chrono::duration<double>(seconds))
                                       : time_point::max();

@@ -404,7 +404,7 @@ TEST_CASE("loopback: under back-pressure low priority is dropped first and repor
   });
 }
 
-TEST_CASE("loopback: connect and next_event return promptly when cancelled") {
+TEST_CASE("loopback: connect, next_event and flush return promptly when cancelled") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     // A listener that accepts and never answers: the handshake would hang.
     auto acc = transport::tcp_listen(io.get_executor(), {asio::ip::make_address("127.0.0.1"), 0});
@@ -421,6 +421,22 @@ TEST_CASE("loopback: connect and next_event return promptly when cancelled") {
     auto e = co_await (a->next_event() || zero2.async_wait(asio::as_tuple(asio::use_awaitable)));
     CHECK(e.index() == 1);
     CHECK(clock::now() - t0 < seconds(4));  // far below the 5 s handshake timeout
+
+    // flush() on a peer that reads nothing: the queue cannot drain.
+    auto b = test::make_node(io);
+    auto cfg = test::loopback_config();
+    cfg.event_queue_messages = 1;  // b's readers stop after one undelivered message
+    auto c = test::make_node(io, cfg);
+    REQUIRE(co_await c->start());
+    REQUIRE(co_await b->connect(ep_of(*c), c->id().public_key()));
+    for (int i = 0; i < 64; ++i) REQUIRE(b->send(c->id().id(), bytes(64 * 1024, 1)));
+    timer zero3(io);
+    zero3.expires_after(milliseconds(0));
+    auto f =
+        co_await (b->flush(c->id().id()) || zero3.async_wait(asio::as_tuple(asio::use_awaitable)));
+    CHECK(f.index() == 1);
+    co_await b->stop(milliseconds(100));
+    co_await c->stop(milliseconds(100));
     co_await a->stop();
   });
 }

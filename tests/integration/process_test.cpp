@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 using namespace crust;
 namespace asio = boost::asio;
@@ -136,6 +137,53 @@ TEST_CASE("process: crust-node id, send and listen work together") {
       }
     }
     CHECK(saw_message);
+  });
+}
+
+TEST_CASE("process: crust-node chat carries lines between two processes") {
+  temp_dir d;
+  test::run([&](asio::io_context& io) -> asio::awaitable<void> {
+    test::child_process waiting(io.get_executor(),
+                                {node_binary(), "chat", "--address", "127.0.0.1", "--port", "0",
+                                 "--key", (d.path / "a.key").string()},
+                                true);
+    // "waiting for a peer: crust-node chat IP:PORT --peer KEY"
+    auto hint = co_await waiting.read_line();
+    REQUIRE(hint);
+    auto at = hint->find("chat ");
+    REQUIRE(at != std::string::npos);
+    std::istringstream words(hint->substr(at + 5));
+    std::string endpoint, flag, key;
+    words >> endpoint >> flag >> key;
+    REQUIRE(flag == "--peer");
+    test::child_process dialling(
+        io.get_executor(),
+        {node_binary(), "chat", endpoint, "--peer", key, "--key", (d.path / "b.key").string()},
+        true);
+    auto joined = co_await dialling.read_line();
+    REQUIRE(joined);
+    CHECK(joined->rfind("chatting with", 0) == 0);
+    dialling.write_stdin("hello from b\n");
+    bool heard = false;
+    for (int i = 0; i < 5 && !heard; ++i) {
+      auto line = co_await waiting.read_line(seconds(10));
+      REQUIRE(line);
+      heard = line->find(": hello from b") != std::string::npos;
+    }
+    CHECK(heard);
+    waiting.write_stdin("and back\n");
+    bool heard_back = false;
+    for (int i = 0; i < 5 && !heard_back; ++i) {
+      auto line = co_await dialling.read_line(seconds(10));
+      REQUIRE(line);
+      heard_back = line->find(": and back") != std::string::npos;
+    }
+    CHECK(heard_back);
+    dialling.close_stdin();  // end of input: b flushes, closes and exits
+    auto b_rc = co_await dialling.wait(seconds(10));
+    CHECK(b_rc == std::optional<int>(0));
+    auto a_rc = co_await waiting.wait(seconds(10));  // a sees LostPeer and exits
+    CHECK(a_rc == std::optional<int>(0));
   });
 }
 

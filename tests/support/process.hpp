@@ -28,28 +28,53 @@ namespace crust::test {
 
 class child_process {
  public:
-  child_process(const boost::asio::any_io_executor& ex, const std::vector<std::string>& argv)
+  // With `with_stdin`, the child reads from a pipe write_stdin() feeds.
+  child_process(const boost::asio::any_io_executor& ex, const std::vector<std::string>& argv,
+                bool with_stdin = false)
       : out_(ex) {
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    int in_fds[2] = {-1, -1};
+    if (with_stdin && ::pipe(in_fds) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     posix_spawn_file_actions_addclose(&fa, fds[1]);
+    if (with_stdin) {
+      posix_spawn_file_actions_adddup2(&fa, in_fds[0], STDIN_FILENO);
+      posix_spawn_file_actions_addclose(&fa, in_fds[0]);
+      posix_spawn_file_actions_addclose(&fa, in_fds[1]);
+    }
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     int rc = ::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     ::close(fds[1]);
+    if (with_stdin) {
+      ::close(in_fds[0]);
+      stdin_ = in_fds[1];
+    }
     if (rc != 0) {
       ::close(fds[0]);
       throw std::runtime_error("cannot start " + argv[0]);
     }
     out_.assign(fds[0]);
   }
-  ~child_process() { kill(SIGKILL); }
+  ~child_process() {
+    close_stdin();
+    kill(SIGKILL);
+  }
+
+  // Writes to the child's stdin (blocking; for short lines).
+  void write_stdin(const std::string& text) {
+    if (stdin_ >= 0) (void)!::write(stdin_, text.data(), text.size());
+  }
+  void close_stdin() {
+    if (stdin_ >= 0) ::close(stdin_);
+    stdin_ = -1;
+  }
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
 
@@ -103,6 +128,7 @@ class child_process {
 
  private:
   pid_t pid_ = -1;
+  int stdin_ = -1;
   boost::asio::posix::stream_descriptor out_;
   boost::asio::streambuf buf_;
 };
