@@ -139,6 +139,26 @@ asio::awaitable<std::optional<peer_info>> dial(service& svc, const transport::tc
   co_return *r;
 }
 
+// The shared set-up of the dialling commands: arguments checked, config and
+// identity loaded. nullopt after printing what is wrong.
+struct dial_setup {
+  config cfg;
+  std::optional<identity> id;
+  std::optional<peer_key> key;
+  transport::tcp_endpoint endpoint;
+};
+
+std::optional<dial_setup> prepare_dial(const options& opt, const std::string& endpoint,
+                                       const std::string& peer) {
+  dial_setup d;
+  bool key_ok = false;
+  d.key = key_or_say(peer, key_ok);
+  auto ep = endpoint_or_say(endpoint);
+  if (!key_ok || !ep || !load(opt, d.cfg, d.id)) return std::nullopt;
+  d.endpoint = *ep;
+  return d;
+}
+
 }  // namespace
 
 bool load(const options& opt, config& cfg, std::optional<identity>& id) {
@@ -232,15 +252,11 @@ int cmd_listen(const options& opt, bool echo, double seconds) {
 }
 
 int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer) {
-  config cfg;
-  std::optional<identity> id;
-  bool ok = false;
-  auto key = key_or_say(peer, ok);
-  auto ep = endpoint_or_say(endpoint);
-  if (!ok || !ep || !load(opt, cfg, id)) return 1;
+  auto d = prepare_dial(opt, endpoint, peer);
+  if (!d) return 1;
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-    service svc(io.get_executor(), cfg, *id);
-    auto info = co_await dial(svc, *ep, key);
+    service svc(io.get_executor(), d->cfg, *d->id);
+    auto info = co_await dial(svc, d->endpoint, d->key);
     if (info) print_peer(opt, "connected", *info);
     co_await svc.stop();
     co_return info ? 0 : 1;
@@ -249,17 +265,13 @@ int cmd_connect(const options& opt, const std::string& endpoint, const std::stri
 
 int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
              const std::vector<std::string>& words, bool sign) {
-  config cfg;
-  std::optional<identity> id;
-  bool ok = false;
-  auto key = key_or_say(peer, ok);
-  auto ep = endpoint_or_say(endpoint);
-  if (!ok || !ep || !load(opt, cfg, id)) return 1;
+  auto d = prepare_dial(opt, endpoint, peer);
+  if (!d) return 1;
   std::string text;
   for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-    service svc(io.get_executor(), cfg, *id);
-    auto info = co_await dial(svc, *ep, key);
+    service svc(io.get_executor(), d->cfg, *d->id);
+    auto info = co_await dial(svc, d->endpoint, d->key);
     if (!info) co_return 1;
     auto sent = svc.send(info->id, bytes(text.begin(), text.end()), {priority::normal, sign});
     if (sent) sent = co_await svc.flush(info->id);

@@ -88,14 +88,9 @@ TEST_CASE("loopback: an address-only dial (Noise XX) learns the peer's key") {
 
 TEST_CASE("loopback: 64 MiB each way arrive intact (SHA-256)") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
-    auto a = test::make_node(io);
-    auto b = test::make_node(io);
-    auto got8 = co_await b->start();
-    REQUIRE(got8);
-    auto got9 = co_await a->connect(ep_of(*b), b->id().public_key());
-    REQUIRE(got9);
-    const bool ok101 = co_await eventually([&] { return b->peers().size() == 1; });
-    REQUIRE(ok101);
+    auto nodes = co_await test::connected_pair(io);
+    auto& a = nodes.a;
+    auto& b = nodes.b;
     constexpr std::size_t chunk = 1 << 20, count = 64;
     // Each side streams 64 MiB in 1 MiB messages, flushing every 4 MiB so
     // the send queue (8 MiB) never has to drop.
@@ -223,16 +218,11 @@ TEST_CASE("loopback: an oversized message is refused to the sender; the connecti
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     auto small = test::loopback_config();
     small.max_message_size = 100000;
-    auto a = test::make_node(io, small);
     auto big = test::loopback_config();
     big.max_message_size = 1 << 20;
-    auto b = test::make_node(io, big);
-    auto got13 = co_await b->start();
-    REQUIRE(got13);
-    auto got14 = co_await a->connect(ep_of(*b), b->id().public_key());
-    REQUIRE(got14);
-    const bool ok104 = co_await eventually([&] { return b->peers().size() == 1; });
-    REQUIRE(ok104);
+    auto nodes = co_await test::connected_pair(io, small, big);
+    auto& a = nodes.a;
+    auto& b = nodes.b;
     CHECK(a->send(b->id().id(), bytes(100001)).error() == errc::message_too_large);
     REQUIRE(a->send(b->id().id(), bytes(100000, 1)));
     auto got1 = co_await test::next_of<events::new_message>(*b);
@@ -361,12 +351,9 @@ TEST_CASE("loopback: garbage instead of a handshake is dropped; the node goes on
 
 TEST_CASE("loopback: signed messages carry a signature a third party can verify") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
-    auto a = test::make_node(io);
-    auto b = test::make_node(io);
-    auto got23 = co_await b->start();
-    REQUIRE(got23);
-    auto got24 = co_await a->connect(ep_of(*b), b->id().public_key());
-    REQUIRE(got24);
+    auto nodes = co_await test::connected_pair(io);
+    auto& a = nodes.a;
+    auto& b = nodes.b;
     REQUIRE(a->send(b->id().id(), bytes{'o', 'k'}, {priority::normal, true}));
     auto m = co_await test::next_of<events::new_message>(*b);
     REQUIRE(m.signature);
@@ -383,12 +370,9 @@ TEST_CASE("loopback: under back-pressure low priority is dropped first and repor
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     auto cfg = test::loopback_config();
     cfg.send_queue_bytes = 64 * 1024;
-    auto a = test::make_node(io, cfg);
-    auto b = test::make_node(io);
-    auto got25 = co_await b->start();
-    REQUIRE(got25);
-    auto got26 = co_await a->connect(ep_of(*b), b->id().public_key());
-    REQUIRE(got26);
+    auto nodes = co_await test::connected_pair(io, cfg);
+    auto& a = nodes.a;
+    auto& b = nodes.b;
     // Without yielding, queue far more than the bound: the writer cannot run.
     for (int i = 0; i < 20; ++i)
       REQUIRE(a->send(b->id().id(), bytes(16 * 1024, 1), {priority::low, false}));
@@ -443,12 +427,9 @@ TEST_CASE("loopback: connect, next_event and flush return promptly when cancelle
 
 TEST_CASE("loopback: disconnect and stop close cleanly with reasons") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
-    auto a = test::make_node(io);
-    auto b = test::make_node(io);
-    auto got27 = co_await b->start();
-    REQUIRE(got27);
-    auto got28 = co_await a->connect(ep_of(*b), b->id().public_key());
-    REQUIRE(got28);
+    auto nodes = co_await test::connected_pair(io);
+    auto& a = nodes.a;
+    auto& b = nodes.b;
     (void)co_await test::next_of<events::bootstrap_accept>(*b);
     REQUIRE(a->send(b->id().id(), bytes(1000, 5)));
     a->disconnect(b->id().id());  // what was queued still goes out first

@@ -2,6 +2,7 @@
 // CLI's commands end to end.
 #include "support/process.hpp"
 #include "support/co_test.hpp"
+#include "support/temp_dir.hpp"
 #include "transports/tcp.hpp"
 
 #include <boost/json.hpp>
@@ -22,18 +23,6 @@ std::string node_binary() {
   return p;
 }
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    char tmpl[] = "/tmp/crust-proc-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 struct listening_node {
   transport::tcp_endpoint endpoint;
   peer_key key;
@@ -52,7 +41,7 @@ asio::awaitable<listening_node> started(test::child_process& p) {
   co_return listening_node{*ep, *key};
 }
 
-std::vector<std::string> listen_args(const temp_dir& d) {
+std::vector<std::string> listen_args(const test::temp_dir& d) {
   return {node_binary(), "listen", "--json", "--echo", "--address",
           "127.0.0.1",   "--port", "0",      "--key",  (d.path / "node.key").string(),
           "--for",       "60"};
@@ -61,7 +50,7 @@ std::vector<std::string> listen_args(const temp_dir& d) {
 }  // namespace
 
 TEST_CASE("process: a peer killed mid-transfer is reported lost at once") {
-  temp_dir d;
+  test::temp_dir d;
   test::run([&](asio::io_context& io) -> asio::awaitable<void> {
     test::child_process child(io.get_executor(), listen_args(d));
     auto node = co_await started(child);
@@ -82,7 +71,7 @@ TEST_CASE("process: a peer killed mid-transfer is reported lost at once") {
 }
 
 TEST_CASE("process: a frozen peer (SIGSTOP) is lost by heartbeat timeout") {
-  temp_dir d;
+  test::temp_dir d;
   test::run([&](asio::io_context& io) -> asio::awaitable<void> {
     test::child_process child(io.get_executor(), listen_args(d));
     auto node = co_await started(child);
@@ -101,7 +90,7 @@ TEST_CASE("process: a frozen peer (SIGSTOP) is lost by heartbeat timeout") {
 }
 
 TEST_CASE("process: crust-node id, send and listen work together") {
-  temp_dir d;
+  test::temp_dir d;
   test::run([&](asio::io_context& io) -> asio::awaitable<void> {
     test::child_process id(io.get_executor(), {node_binary(), "id", "--json", "--key",
                                                (d.path / "sender.key").string()});
@@ -141,7 +130,7 @@ TEST_CASE("process: crust-node id, send and listen work together") {
 }
 
 TEST_CASE("process: crust-node chat carries lines between two processes") {
-  temp_dir d;
+  test::temp_dir d;
   test::run([&](asio::io_context& io) -> asio::awaitable<void> {
     test::child_process waiting(io.get_executor(),
                                 {node_binary(), "chat", "--address", "127.0.0.1", "--port", "0",
@@ -188,7 +177,7 @@ TEST_CASE("process: crust-node chat carries lines between two processes") {
 }
 
 TEST_CASE("process: bad input on the command line gets a clear error, not a crash") {
-  temp_dir d;
+  test::temp_dir d;
   { std::ofstream(d.path / "bad.json") << R"({"network_name": "x", "tcp_port": 1})"; }
   test::run([&](asio::io_context& io) -> asio::awaitable<void> {
     for (auto args : std::vector<std::vector<std::string>>{

@@ -47,6 +47,32 @@ inline std::unique_ptr<service> make_node(asio::io_context& io, config c = loopb
   return std::make_unique<service>(io.get_executor(), std::move(c), identity::generate());
 }
 
+inline asio::awaitable<void> sleep_for(duration d);
+
+struct node_pair {
+  std::unique_ptr<service> a, b;
+  peer_info info;  // the connection as a sees it
+};
+
+// b listens, a dials it by key; returns once both ends hold the connection
+// (the responder registers it one message after the dialler).
+inline asio::awaitable<node_pair> connected_pair(asio::io_context& io,
+                                                 config ca = loopback_config(),
+                                                 config cb = loopback_config()) {
+  node_pair p{make_node(io, std::move(ca)), make_node(io, std::move(cb)), {}};
+  auto at = co_await p.b->start();
+  REQUIRE(at);
+  auto info = co_await p.a->connect(*at, p.b->id().public_key());
+  REQUIRE(info);
+  p.info = *info;
+  const auto deadline = clock::now() + seconds(10);
+  while (p.b->peers().empty()) {
+    REQUIRE_MESSAGE(clock::now() < deadline, "the responder never registered the connection");
+    co_await sleep_for(milliseconds(1));
+  }
+  co_return p;
+}
+
 // The next event of type E, skipping others; fails the test after `limit`.
 template <class E>
 asio::awaitable<E> next_of(service& svc, duration limit = seconds(20)) {

@@ -1,5 +1,6 @@
 #include "crust/secure/identity.hpp"
 
+#include "support/temp_dir.hpp"
 #include "support/test.hpp"
 
 #include <sys/stat.h>
@@ -10,22 +11,8 @@
 using namespace crust;
 namespace fs = std::filesystem;
 
-namespace {
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    char tmpl[] = "/tmp/crust-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-}  // namespace
-
 TEST_CASE("identity: load_or_create makes a private file and reloads the same id") {
-  temp_dir d;
+  test::temp_dir d;
   auto file = d.path / "node.key";
   auto a = identity::load_or_create(file);
   REQUIRE(a);
@@ -39,7 +26,7 @@ TEST_CASE("identity: load_or_create makes a private file and reloads the same id
 }
 
 TEST_CASE("identity: a key file others can read is refused, not used") {
-  temp_dir d;
+  test::temp_dir d;
   auto file = d.path / "node.key";
   REQUIRE(identity::load_or_create(file));
   ::chmod(file.c_str(), 0644);
@@ -47,7 +34,7 @@ TEST_CASE("identity: a key file others can read is refused, not used") {
 }
 
 TEST_CASE("identity: a corrupt key file is an error and is never overwritten") {
-  temp_dir d;
+  test::temp_dir d;
   auto file = d.path / "node.key";
   for (std::string text :
        {"", "{", "[]", "{\"format\":\"crust-identity\"}",
