@@ -1,6 +1,6 @@
 #include "crust/config.hpp"
 
-#include "transports/tcp.hpp"
+#include "transports/endpoint.hpp"
 
 #include <boost/json.hpp>
 

@@ -4,6 +4,7 @@
 #
 #   ./tests/run-all.sh            everything
 #   SKIP_CLANG=1 ./tests/run-all.sh   skip the clang++-14 (ASan) build
+#   SKIP_FUZZ=1 / FUZZ_SECONDS=N      skip the fuzz runs / change their length
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -45,6 +46,23 @@ if [ -z "${SKIP_CLANG:-}" ]; then
     status=1
     echo "clang++ build failed"
   fi
+fi
+
+# 3. Fuzzing: each libFuzzer harness for a bounded time (FUZZ_SECONDS, 30 by
+#    default) under ASan+UBSan; tests/fuzz/run.sh runs them longer.
+if [ -z "${SKIP_FUZZ:-}" ]; then
+  step "fuzz (clang++-14, libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-30} s each)"
+  if [ ! -f build-fuzz/build.ninja ]; then
+    CXX=clang++-14 meson setup build-fuzz -Dfuzzing=true -Dtests=false -Dbench=false >/dev/null || status=1
+  fi
+  meson configure build-fuzz -Dfuzz_seconds="${FUZZ_SECONDS:-30}" >/dev/null || status=1
+  rm -f build-fuzz/meson-logs/testlog.json
+  # Only the harnesses: the rest of that build is not needed here.
+  if ninja -C build-fuzz tests/fuzz/fuzz_frames tests/fuzz/fuzz_handshake tests/fuzz/fuzz_config; then
+    meson test -C build-fuzz --no-rebuild --suite fuzz --print-errorlogs -v 2>&1 |
+      grep -E "runs in|FAILED|ERROR|Ok:|Fail:" || true
+  fi
+  [ -f build-fuzz/meson-logs/testlog.json ] && logs+=(build-fuzz/meson-logs/testlog.json) || status=1
 fi
 
 step "summary"

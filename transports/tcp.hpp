@@ -5,14 +5,13 @@
 
 #include "crust/base/clock.hpp"
 #include "crust/base/error.hpp"
+#include "transports/endpoint.hpp"
 #include "transports/stream.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 namespace crust::transport {
-
-using tcp_endpoint = asio::ip::tcp::endpoint;
 
 // Binds and listens on `at` (port 0 = a random port chosen by the OS). An
 // IPv6 wildcard listener is dual-stack. Errors: the bind/listen error.
@@ -26,9 +25,5 @@ asio::awaitable<result<stream>> tcp_accept(asio::ip::tcp::acceptor& acceptor);
 // Connects to `to`. Errors: connection_refused, network_unreachable, ...;
 // cancellation (any type) closes the socket and yields operation_aborted.
 asio::awaitable<result<stream>> tcp_dial(tcp_endpoint to);
-
-// Parses "host:port", "[v6]:port" or "v6addr" forms with a port.
-result<tcp_endpoint> parse_endpoint(std::string_view text);
-std::string to_string(const tcp_endpoint& ep);
 
 }  // namespace crust::transport

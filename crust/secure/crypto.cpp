@@ -32,7 +32,7 @@ key32 raw_public_of(EVP_PKEY* p) {
   return pub;
 }
 
-const EVP_CIPHER* chacha_cipher() {
+[[maybe_unused]] const EVP_CIPHER* chacha_cipher() {
   // Fetched once: an explicit fetch avoids a provider lookup on every init.
   static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr);
   if (!cipher) openssl_bug("EVP_CIPHER_fetch(ChaCha20-Poly1305)");
@@ -45,7 +45,7 @@ const EVP_MD* sha256_md() {
   return md;
 }
 
-void noise_nonce(std::uint64_t n, byte (&iv)[12]) {
+[[maybe_unused]] void noise_nonce(std::uint64_t n, byte (&iv)[12]) {
   std::memset(iv, 0, 4);
   for (int i = 0; i < 8; ++i) iv[4 + i] = static_cast<byte>(n >> (8 * i));
 }
@@ -155,6 +155,10 @@ signature64 ed25519_key::sign(byte_span message) const {
 }
 
 bool ed25519_verify(const key32& pub, byte_span message, const signature64& sig) {
+#ifdef CRUST_FUZZING
+  (void)pub, (void)message, (void)sig;
+  return true;
+#endif
   pkey_ptr p(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, pub.data(), pub.size()),
              &EVP_PKEY_free);
   if (!p) return false;  // not a valid point
@@ -180,6 +184,26 @@ chacha20_poly1305& chacha20_poly1305::operator=(chacha20_poly1305&& other) noexc
   return *this;
 }
 
+#ifdef CRUST_FUZZING
+// The fuzzing build (tests/fuzz, never a normal build): AEAD is the identity
+// with an all-zero tag and every tag "verifies", and every signature
+// verifies, so the fuzzer reaches the parsers behind authentication.
+#ifndef CRUST_FUZZING_BUILD_ONLY
+#error "CRUST_FUZZING must only be set by the fuzzing build (tests/fuzz/meson.build)"
+#endif
+void chacha20_poly1305::seal(const key32&, std::uint64_t, byte_span, byte_span plaintext,
+                             byte* out) {
+  std::memmove(out, plaintext.data(), plaintext.size());
+  std::memset(out + plaintext.size(), 0, aead_tag_size);
+}
+
+bool chacha20_poly1305::open(const key32&, std::uint64_t, byte_span, byte_span ciphertext,
+                             byte* out) {
+  if (ciphertext.size() < aead_tag_size) return false;
+  std::memmove(out, ciphertext.data(), ciphertext.size() - aead_tag_size);
+  return true;
+}
+#else
 void chacha20_poly1305::seal(const key32& key, std::uint64_t nonce, byte_span ad,
                              byte_span plaintext, byte* out) {
   byte iv[12];
@@ -212,5 +236,6 @@ bool chacha20_poly1305::open(const key32& key, std::uint64_t nonce, byte_span ad
     openssl_bug("ChaCha20-Poly1305 open");
   return EVP_DecryptFinal_ex(ctx_, out + len, &len) == 1;
 }
+#endif  // CRUST_FUZZING
 
 }  // namespace crust::secure

@@ -1,0 +1,19 @@
+// TCP endpoints as text: "1.2.3.4:5" and "[::1]:5".
+#pragma once
+
+#include "crust/base/error.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace crust::transport {
+
+using tcp_endpoint = boost::asio::ip::tcp::endpoint;
+
+// Parses "ip:port" or "[v6]:port". Errors: bad_config.
+result<tcp_endpoint> parse_endpoint(std::string_view text);
+std::string to_string(const tcp_endpoint& ep);
+
+}  // namespace crust::transport
