@@ -26,7 +26,7 @@ struct config {
   std::size_t max_message_size = 2u << 20;   // 2 MiB, enforced on both sides
   std::size_t send_queue_bytes = 8u << 20;   // per connection; beyond it low priority drops
   std::size_t event_queue_messages = 4096;   // undelivered NewMessage events before readers wait
-  std::size_t max_pending_handshakes = 256;  // inbound handshakes in progress at once
+  std::size_t max_pending_handshakes = 256;  // in progress at once; beyond, the oldest is closed
   duration heartbeat_interval = seconds(5);
   duration heartbeat_timeout = seconds(20);  // LostPeer after this much silence
   duration handshake_timeout = seconds(10);

@@ -89,23 +89,30 @@ class service::impl final : public detail::connection_owner,
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
         continue;
       }
-      if (pending_handshakes_ >= cfg_.max_pending_handshakes) {
+      if (pending_.size() >= cfg_.max_pending_handshakes) {
+        // Full: close the oldest handshake rather than refuse the newest. A
+        // real peer finishes within a round trip or two, so stalled sockets
+        // (a slowloris) are what gets evicted, and new peers still get in.
+        auto oldest = pending_.begin();
         CRUST_LOG(warn, "service",
-                  "too many handshakes in progress; dropping " << s->remote_description());
-        continue;  // the stream closes as it goes out of scope
+                  "too many handshakes in progress; closing the oldest, from "
+                      << oldest->second->remote_description());
+        oldest->second->close();
+        pending_.erase(oldest);
       }
       spawn(inbound(std::move(*s)), "inbound handshake");
     }
   }
 
   asio::awaitable<void> inbound(transport::stream s) {
-    ++pending_handshakes_;
+    const auto ticket = next_ticket_++;
+    pending_.emplace(ticket, &s);  // s lives in this frame until it returns
     const auto t0 = clock::now();
     std::string from = s.remote_description();
     auto machine = secure::handshake::responder(id_, cfg_.network_name, cfg_.accept_address_only);
     auto op = secure::run_handshake(s, std::move(machine));
     auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
-    --pending_handshakes_;
+    pending_.erase(ticket);  // a no-op if it was evicted
     if (!hs) {
       CRUST_LOG(info, "service",
                 "inbound handshake from " << from << " failed: " << hs.error().message());
@@ -125,8 +132,42 @@ class service::impl final : public detail::connection_owner,
     if (key && key->id == id_.id()) co_return make_error_code(errc::wrong_peer_key);
     if (key) {
       if (auto it = peers_.find(key->id); it != peers_.end()) co_return it->second->info();
+      if (auto d = dialling_.find(key->id); d != dialling_.end()) {
+        // Join the dial in flight: one connection per peer from this end.
+        auto pending = d->second;
+        while (!pending->finished) {
+          co_await pending->done.wait();
+          const bool cancelled = co_await cancel_requested();
+          if (cancelled) co_return make_error_code(errc::cancelled);
+        }
+        co_return pending->outcome;
+      }
     }
     auto self = shared_from_this();
+    // Marks the dial in flight; however this coroutine ends, the mark is
+    // removed and whoever joined is woken.
+    struct mark_guard {
+      impl* owner;
+      std::optional<public_id> id;
+      std::shared_ptr<dial_in_flight> mark;
+      ~mark_guard() {
+        if (!mark) return;
+        owner->dialling_.erase(*id);
+        mark->finished = true;
+        mark->done.notify();
+      }
+    } guard{this, std::nullopt, nullptr};
+    if (key) {
+      guard.id = key->id;
+      guard.mark = std::make_shared<dial_in_flight>(ex_);
+      dialling_.emplace(key->id, guard.mark);
+    }
+    auto outcome = co_await dial(to, key);
+    if (guard.mark) guard.mark->outcome = outcome;
+    co_return outcome;
+  }
+
+  asio::awaitable<result<peer_info>> dial(endpoint to, std::optional<peer_key> key) {
     const std::string where = transport::to_string(to);
     auto fail = [&](error_code ec) -> result<peer_info> {
       std::optional<public_id> who;
@@ -135,8 +176,8 @@ class service::impl final : public detail::connection_owner,
       CRUST_LOG(info, "service", "connect to " << where << " failed: " << ec.message());
       return ec;
     };
-    auto dial = transport::tcp_dial(to);
-    auto s = co_await with_timeout(std::move(dial), cfg_.connect_timeout);
+    auto attempt = transport::tcp_dial(to);
+    auto s = co_await with_timeout(std::move(attempt), cfg_.connect_timeout);
     const bool cancelled = co_await cancel_requested();
     if (cancelled) co_return make_error_code(errc::cancelled);
     if (!s) co_return fail(s.error());
@@ -158,10 +199,15 @@ class service::impl final : public detail::connection_owner,
   }
 
   // --- the simultaneous-dial rule ---
-  // Of two connections to one peer, both ends keep the one with the larger
-  // (initiator id, connection id): each end computes the same answer from
-  // what it sees, so both settle on one connection. The other is flushed
-  // and closed with reason "duplicate", so nothing sent on it is lost.
+  // Two connections to one peer:
+  // - dialled by different ends (a simultaneous dial): both ends keep the one
+  //   dialled by the larger id, which each computes alike from what it sees;
+  // - dialled by the same end: the newer wins. That end redialled because it
+  //   closed the old one (connect() joins a dial already in flight rather
+  //   than dialling twice), and its close may reach us after the new
+  //   handshake does.
+  // The loser is flushed and closed with reason "duplicate", so nothing sent
+  // on it is lost.
   std::shared_ptr<connection> adopt(const std::shared_ptr<connection>& conn) {
     const auto id = conn->info().id;
     auto it = peers_.find(id);
@@ -170,13 +216,14 @@ class service::impl final : public detail::connection_owner,
       registered_.notify();
       return conn;
     }
-    auto rank = [this](const connection& c) {
-      return std::pair(c.initiated_by_us() ? id_.id() : c.info().id, c.info().connection_id);
+    auto initiator = [this](const connection& c) {
+      return c.initiated_by_us() ? id_.id() : c.info().id;
     };
-    if (rank(*conn) > rank(*it->second)) {
+    const auto mine = initiator(*conn), theirs = initiator(*it->second);
+    if (mine == theirs || mine > theirs) {
       CRUST_LOG(debug, "service",
                 "duplicate connection to " << id.short_string() << ": keeping the new one");
-      it->second->close(close_reason::duplicate, "simultaneous dial");
+      it->second->close(close_reason::duplicate, "replaced");
       it->second = conn;
       registered_.notify();
       return conn;
@@ -324,7 +371,16 @@ class service::impl final : public detail::connection_owner,
   notifier event_ready_;
   notifier event_space_;
   notifier registered_;
-  std::size_t pending_handshakes_ = 0;
+  struct dial_in_flight {
+    explicit dial_in_flight(const asio::any_io_executor& ex) : done(ex) {}
+    notifier done;
+    bool finished = false;
+    result<peer_info> outcome = make_error_code(errc::not_connected);
+  };
+  std::map<public_id, std::shared_ptr<dial_in_flight>> dialling_;
+  // Inbound handshakes in progress, oldest first (by ticket).
+  std::map<std::uint64_t, transport::stream*> pending_;
+  std::uint64_t next_ticket_ = 0;
   bool stopping_ = false;
 };
 

@@ -450,12 +450,13 @@ TEST_CASE("loopback: disconnect and stop close cleanly with reasons") {
 
 namespace {
 
-enum class mitm { tamper, replay, reorder };
+enum class mitm { tamper, replay, reorder, record };
 
 // A proxy between a dialler and `to` that edits the dialler's first frames
 // after the handshake (48 + 160 bytes): flips a bit, sends a frame twice, or
 // swaps two frames. Each frame holds one 10-byte message: 18 + 2 + 17 + 16.
-asio::awaitable<void> proxy(asio::ip::tcp::acceptor& acc, transport::tcp_endpoint to, mitm mode) {
+asio::awaitable<void> proxy(asio::ip::tcp::acceptor& acc, transport::tcp_endpoint to, mitm mode,
+                            bytes* recorded = nullptr) {
   constexpr std::size_t handshake = 48 + 160, frame = 53;
   auto in = co_await transport::tcp_accept(acc);
   auto out = co_await transport::tcp_dial(to);
@@ -487,8 +488,10 @@ asio::awaitable<void> proxy(asio::ip::tcp::acceptor& acc, transport::tcp_endpoin
         std::size_t upto = std::min(handshake, seen.size());
         send.insert(send.end(), seen.begin() + static_cast<std::ptrdiff_t>(done),
                     seen.begin() + static_cast<std::ptrdiff_t>(upto));
+        if (recorded) append(*recorded, byte_span(send));
         done = upto;
       }
+      if (mode == mitm::record) edited = true;  // record only: pass the rest through
       const std::size_t need = mode == mitm::reorder ? 2 * frame : frame;
       if (done == handshake && !edited && seen.size() >= handshake + need) {
         bytes f1(seen.begin() + handshake, seen.begin() + handshake + frame);
@@ -599,5 +602,49 @@ TEST_CASE("loopback: heartbeat timeout on a manual clock (no waiting for real ti
     auto lost = co_await test::next_of<events::lost_peer>(*a, seconds(60));
     CHECK(lost.reason == errc::connection_lost);
     co_await a->stop();
+  });
+}
+
+TEST_CASE("loopback: a replayed handshake creates no session") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    auto started = co_await b->start();
+    REQUIRE(started);
+    auto acc = transport::tcp_listen(io.get_executor(), {asio::ip::make_address("127.0.0.1"), 0});
+    REQUIRE(acc);
+    bytes dialler_bytes;  // the dialler's two handshake messages, as sent
+    asio::co_spawn(io, proxy(*acc, ep_of(*b), mitm::record, &dialler_bytes), asio::detached);
+    auto info = co_await a->connect(acc->local_endpoint(), b->id().public_key());
+    REQUIRE(info);
+    (void)co_await test::next_of<events::bootstrap_accept>(*b);
+    co_await a->stop();
+    (void)co_await test::next_of<events::lost_peer>(*b);
+    REQUIRE(dialler_bytes.size() == 48 + 160);
+
+    // Replay them to b on a fresh connection: b answers with a fresh
+    // ephemeral key, so the replayed third message cannot authenticate.
+    auto s = co_await transport::tcp_dial(ep_of(*b));
+    REQUIRE(s);
+    auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(dialler_bytes),
+                                                asio::as_tuple(asio::use_awaitable));
+    CHECK_FALSE(wec);
+    std::vector<byte> sink(4096);
+    std::size_t answered = 0;
+    for (;;) {  // b's 144-byte answer, then b closes
+      auto [ec, n] =
+          co_await s->async_read_some(asio::buffer(sink), asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+      answered += n;
+    }
+    CHECK(answered == 144);
+    CHECK(b->peers().empty());
+    // Nothing was accepted: the only events left are not BootstrapAccept.
+    for (;;) {
+      auto ev = co_await with_timeout(b->next_event(), milliseconds(100));
+      if (!ev) break;
+      CHECK_FALSE(std::holds_alternative<events::bootstrap_accept>(*ev));
+    }
+    co_await b->stop();
   });
 }
