@@ -49,6 +49,33 @@ struct reader {
     if (!v.is_string()) return set("\"" + std::string(key) + "\" must be a string");
     out = std::string(v.as_string());
   }
+  void seconds_(const json::value& v, std::string_view key, duration& out) {
+    std::uint64_t sec = 0;
+    number(v, key, sec, 1, 10ull * 365 * 24 * 3600);
+    if (!err) out = seconds(sec);
+  }
+  void ip_list(const json::value& v, std::string_view key,
+               std::optional<std::vector<boost::asio::ip::address>>& out) {
+    if (v.is_null()) {
+      out.reset();
+      return;
+    }
+    if (!v.is_array())
+      return set("\"" + std::string(key) + "\" must be an array of IP addresses or null");
+    std::vector<boost::asio::ip::address> ips;
+    std::size_t i = 0;
+    for (const auto& item : v.as_array()) {
+      const std::string where = std::string(key) + "[" + std::to_string(i++) + "]";
+      if (!item.is_string()) return set("\"" + where + "\" must be a string");
+      error_code ec;
+      auto ip = boost::asio::ip::make_address(std::string(item.as_string()), ec);
+      if (ec)
+        return set("\"" + where + "\" is not an IP address: \"" + std::string(item.as_string()) +
+                   "\"");
+      ips.push_back(ip);
+    }
+    out = std::move(ips);
+  }
   void boolean(const json::value& v, std::string_view key, bool& out) {
     if (!v.is_bool()) return set("\"" + std::string(key) + "\" must be true or false");
     out = v.as_bool();
@@ -136,6 +163,44 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.millis(v, key, c.connect_timeout);
     } else if (key == "accept_address_only") {
       r.boolean(v, key, c.accept_address_only);
+    } else if (key == "role") {
+      std::string role;
+      r.string(v, key, role);
+      if (role == "node") {
+        c.role = node_role::node;
+      } else if (role == "client") {
+        c.role = node_role::client;
+      } else if (!r.err) {
+        r.set("\"role\" must be \"node\" or \"client\", not \"" + role + "\"");
+      }
+    } else if (key == "accept_bootstrap") {
+      r.boolean(v, key, c.accept_bootstrap);
+    } else if (key == "udp_port") {
+      r.number(v, key, c.udp_port, 0, 65535);
+    } else if (key == "service_discovery_port") {
+      r.number(v, key, c.service_discovery_port, 1, 65535);
+    } else if (key == "enable_port_mapping") {
+      r.boolean(v, key, c.enable_port_mapping);
+    } else if (key == "bootstrap_cache_path") {
+      r.string(v, key, c.bootstrap_cache_path);
+    } else if (key == "bootstrap_cache_size") {
+      r.number(v, key, c.bootstrap_cache_size, 1, 100000);
+    } else if (key == "bootstrap_cache_per_group") {
+      r.number(v, key, c.bootstrap_cache_per_group, 1, 100000);
+    } else if (key == "bootstrap_cache_per_source") {
+      r.number(v, key, c.bootstrap_cache_per_source, 1, 100000);
+    } else if (key == "bootstrap_cache_ttl_s") {
+      r.seconds_(v, key, c.bootstrap_cache_ttl);
+    } else if (key == "bootstrap_timeout_ms") {
+      r.millis(v, key, c.bootstrap_timeout);
+    } else if (key == "bootstrap_concurrency") {
+      r.number(v, key, c.bootstrap_concurrency, 1, 256);
+    } else if (key == "bootstrap_stagger_ms") {
+      r.millis(v, key, c.bootstrap_stagger);
+    } else if (key == "whitelisted_node_ips") {
+      r.ip_list(v, key, c.whitelisted_node_ips);
+    } else if (key == "whitelisted_client_ips") {
+      r.ip_list(v, key, c.whitelisted_client_ips);
     } else {
       r.set("unknown key \"" + std::string(key) + "\"");
     }
@@ -177,6 +242,28 @@ std::string config::to_json() const {
   o["handshake_timeout_ms"] = ms(handshake_timeout);
   o["connect_timeout_ms"] = ms(connect_timeout);
   o["accept_address_only"] = accept_address_only;
+  o["role"] = to_string(role);
+  o["accept_bootstrap"] = accept_bootstrap;
+  o["udp_port"] = udp_port;
+  o["service_discovery_port"] = service_discovery_port;
+  o["enable_port_mapping"] = enable_port_mapping;
+  o["bootstrap_cache_path"] = bootstrap_cache_path;
+  o["bootstrap_cache_size"] = bootstrap_cache_size;
+  o["bootstrap_cache_per_group"] = bootstrap_cache_per_group;
+  o["bootstrap_cache_per_source"] = bootstrap_cache_per_source;
+  o["bootstrap_cache_ttl_s"] =
+      std::chrono::duration_cast<std::chrono::seconds>(bootstrap_cache_ttl).count();
+  o["bootstrap_timeout_ms"] = ms(bootstrap_timeout);
+  o["bootstrap_concurrency"] = bootstrap_concurrency;
+  o["bootstrap_stagger_ms"] = ms(bootstrap_stagger);
+  auto ips = [](const std::optional<std::vector<boost::asio::ip::address>>& l) -> json::value {
+    if (!l) return nullptr;
+    json::array a;
+    for (const auto& ip : *l) a.push_back(json::string(ip.to_string()));
+    return a;
+  };
+  o["whitelisted_node_ips"] = ips(whitelisted_node_ips);
+  o["whitelisted_client_ips"] = ips(whitelisted_client_ips);
   return json::serialize(o);
 }
 

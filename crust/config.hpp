@@ -5,6 +5,9 @@
 #include "crust/base/clock.hpp"
 #include "crust/base/error.hpp"
 #include "crust/secure/identity.hpp"
+#include "crust/secure/message.hpp"
+
+#include <boost/asio/ip/address.hpp>
 
 #include <filesystem>
 #include <optional>
@@ -32,6 +35,26 @@ struct config {
   duration handshake_timeout = seconds(10);
   duration connect_timeout = seconds(10);  // TCP connect, before the handshake
   bool accept_address_only = true;         // answer Noise XX dials from peers without our key
+
+  // --- bootstrap and admission (bootstrap/, DESIGN.md §6) ---
+  node_role role = node_role::node;             // what we tell peers we dial
+  bool accept_bootstrap = true;                 // admit peers that bootstrap off us
+  std::uint16_t udp_port = 0;                   // reserved for µTP and STUN; not used yet
+  std::uint16_t service_discovery_port = 5484;  // the LAN beacon (not built yet)
+  bool enable_port_mapping = true;              // IGD/NAT-PMP/PCP; not built yet
+  std::string bootstrap_cache_path;             // "": the cache lives in memory only
+  std::size_t bootstrap_cache_size = 200;
+  std::size_t bootstrap_cache_per_group = 8;       // entries per IPv4 /16 or IPv6 /32
+  std::size_t bootstrap_cache_per_source = 16;     // entries one informant may add
+  duration bootstrap_cache_ttl = hours(24 * 7);    // then re-validated before use or drop
+  duration bootstrap_timeout = seconds(30);        // the whole bootstrap race
+  std::size_t bootstrap_concurrency = 4;           // dials in flight at once
+  duration bootstrap_stagger = milliseconds(250);  // between starts of dials
+  // Who may connect to us. Absent: anyone. Present (even empty): only these
+  // addresses, nodes and clients separately. Editable on a running node
+  // (service::reload).
+  std::optional<std::vector<boost::asio::ip::address>> whitelisted_node_ips;
+  std::optional<std::vector<boost::asio::ip::address>> whitelisted_client_ips;
 
   struct error {
     error_code code;

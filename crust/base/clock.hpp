@@ -42,5 +42,6 @@ using timer = boost::asio::basic_waitable_timer<clock>;
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using std::chrono::hours;
 
 }  // namespace crust

@@ -1,5 +1,7 @@
 #include "crust/secure/identity.hpp"
 
+#include "crust/base/file.hpp"
+
 #include <boost/json.hpp>
 
 #include <fcntl.h>
@@ -83,31 +85,8 @@ result<void> identity::save(const std::filesystem::path& path) const {
   o["id"] = id().to_string();
   std::string text = boost::json::serialize(o) + "\n";
 
-  // Write a private temporary file, fsync it, then rename over the target:
-  // a crash leaves the old file or the new one, never half a key.
-  auto tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return error_code(errno, boost::system::system_category());
-  ::fchmod(fd, 0600);  // in case the file existed with wider permissions
-  const char* p = text.data();
-  std::size_t left = text.size();
-  while (left > 0) {
-    auto n = ::write(fd, p, left);
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return error_code(e, boost::system::system_category());
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    return error_code(errno, boost::system::system_category());
-  std::error_code sec;
-  std::filesystem::rename(tmp, path, sec);
-  if (sec) return error_code(sec.value(), boost::system::system_category());
-  return {};
+  // A crash leaves the old file or the new one, never half a key.
+  return write_file_atomically(path, text, 0600);
 }
 
 result<identity> identity::load_or_create(const std::filesystem::path& path) {

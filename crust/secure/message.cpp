@@ -32,12 +32,23 @@ const char* to_string(close_reason r) noexcept {
   return "unknown";
 }
 
+const char* to_string(node_role r) noexcept {
+  switch (r) {
+    case node_role::node:
+      return "node";
+    case node_role::client:
+      return "client";
+  }
+  return "?";
+}
+
 }  // namespace crust
 
 namespace crust::secure {
 
 namespace {
 constexpr byte flag_first = 1, flag_last = 2, flag_signed = 4;
+constexpr byte flag_bootstrap = 1;
 constexpr std::string_view signed_domain = "crust-signed-message-v1";
 }  // namespace
 
@@ -67,6 +78,15 @@ bytes encode_heartbeat() {
   return {static_cast<byte>(record_type::heartbeat)};
 }
 
+bytes encode_hello(node_role role, bool bootstrap) {
+  return {static_cast<byte>(record_type::hello), static_cast<byte>(role),
+          static_cast<byte>(bootstrap ? flag_bootstrap : 0)};
+}
+
+bytes encode_admit() {
+  return {static_cast<byte>(record_type::admit)};
+}
+
 bytes signed_message_body(const key32& sender, const key32& receiver, byte_span payload) {
   bytes b(signed_domain.begin(), signed_domain.end());
   append(b, sender);
@@ -91,6 +111,14 @@ result<incoming> reassembler::feed(byte_span body) {
       c.text.assign(reinterpret_cast<const char*>(body.data() + 2), body.size() - 2);
       return incoming{std::move(c)};
     }
+    case record_type::hello:
+      if (body.size() != 3 || body[1] > static_cast<byte>(node_role::client) ||
+          (body[2] & ~flag_bootstrap) != 0)
+        return violation;
+      return incoming{incoming_hello{static_cast<node_role>(body[1]), body[2] == flag_bootstrap}};
+    case record_type::admit:
+      if (body.size() != 1) return violation;
+      return incoming{incoming_admit{}};
     case record_type::data:
       break;
     default:

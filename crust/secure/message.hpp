@@ -9,6 +9,10 @@
 //              | fragment bytes
 //   heartbeat: u8 2
 //   close:     u8 3 | u8 reason | UTF-8 text (at most 256 bytes)
+//   hello:     u8 4 | u8 role (0 node, 1 client) | u8 flags (1 bootstrap)
+//              the dialler's first record on every connection
+//   admit:     u8 5   the acceptor's answer to a hello it accepts (a refusal
+//              is a close record with reason not_allowed)
 // A record never spans frames. Fragments of one message are contiguous; a
 // new message starts only after the previous one's last fragment.
 #pragma once
@@ -41,6 +45,11 @@ enum class close_reason : std::uint8_t {
 };
 const char* to_string(close_reason r) noexcept;
 
+// What a dialler says it is. Clients bootstrap off nodes and are admitted by
+// the client whitelist; they take no part in the network otherwise.
+enum class node_role : std::uint8_t { node = 0, client = 1 };
+const char* to_string(node_role r) noexcept;
+
 }  // namespace crust
 
 namespace crust::secure {
@@ -61,7 +70,7 @@ class record_reader {
   bool empty_body_;
 };
 
-enum class record_type : byte { data = 1, heartbeat = 2, close = 3 };
+enum class record_type : byte { data = 1, heartbeat = 2, close = 3, hello = 4, admit = 5 };
 
 struct outgoing_message {
   bytes payload;
@@ -78,6 +87,8 @@ inline constexpr std::size_t fragment_header = 3;
 
 bytes encode_close(close_reason reason, std::string_view text);
 bytes encode_heartbeat();
+bytes encode_hello(node_role role, bool bootstrap);
+bytes encode_admit();
 
 // What the reassembler hands up.
 struct incoming_message {
@@ -90,12 +101,17 @@ struct incoming_close {
   close_reason reason = close_reason::normal;
   std::string text;
 };
+struct incoming_hello {
+  node_role role = node_role::node;
+  bool bootstrap = false;
+};
+struct incoming_admit {};
 // A message over the limit: its fragments are skipped, the connection lives.
 struct incoming_oversize {
   std::uint64_t declared_size = 0;
 };
 using incoming = std::variant<std::monostate, incoming_message, incoming_heartbeat, incoming_close,
-                              incoming_oversize>;
+                              incoming_oversize, incoming_hello, incoming_admit>;
 
 class reassembler {
  public:

@@ -53,7 +53,13 @@ TEST_CASE("config: errors name the key and the file") {
             "hard_coded_contacts[0].key"},
         bad{R"({"hard_coded_contacts": [{"ep": "1.2.3.4:5"}]})", "hard_coded_contacts[0].ep"},
         bad{R"({"heartbeat_interval_ms": 5000, "heartbeat_timeout_ms": 100})", "larger than"},
-        bad{R"({"accept_address_only": 1})", "true or false"}, bad{"[1]", "top level"},
+        bad{R"({"accept_address_only": 1})", "true or false"},
+        bad{R"({"role": "server"})", "\"role\" must be \"node\" or \"client\""},
+        bad{R"({"whitelisted_node_ips": ["10.0.0.1", "ten"]})",
+            "\"whitelisted_node_ips[1]\" is not an IP address"},
+        bad{R"({"whitelisted_client_ips": "10.0.0.1"})", "array of IP addresses or null"},
+        bad{R"({"bootstrap_cache_size": 0})", "between 1 and"},
+        bad{R"({"service_discovery_port": 0})", "between 1 and 65535"}, bad{"[1]", "top level"},
         bad{"{", "not valid JSON"}}) {
     CAPTURE(b.text);
     auto c = config::parse(b.text, "node.json");
@@ -62,6 +68,29 @@ TEST_CASE("config: errors name the key and the file") {
     CHECK(c.error().message.find("node.json: ") == 0);
     CHECK_MESSAGE(c.error().message.find(b.says) != std::string::npos, c.error().message);
   }
+}
+
+TEST_CASE("config: bootstrap and admission keys") {
+  auto c = config::parse("{}");
+  REQUIRE(c);
+  CHECK(c->service_discovery_port == 5484);
+  CHECK(c->bootstrap_cache_size == 200);
+  CHECK_FALSE(c->whitelisted_node_ips);
+  CHECK(c->role == node_role::node);
+  auto d = config::parse(R"({"role": "client", "whitelisted_node_ips": [],
+    "whitelisted_client_ips": ["127.0.0.1", "::1"], "bootstrap_cache_ttl_s": 60,
+    "bootstrap_cache_path": "cache.json", "accept_bootstrap": false})");
+  REQUIRE_MESSAGE(d, d.error().message);
+  CHECK(d->role == node_role::client);
+  REQUIRE(d->whitelisted_node_ips);
+  CHECK(d->whitelisted_node_ips->empty());  // present and empty: nobody
+  REQUIRE(d->whitelisted_client_ips);
+  CHECK(d->whitelisted_client_ips->size() == 2);
+  CHECK(d->bootstrap_cache_ttl == seconds(60));
+  CHECK_FALSE(d->accept_bootstrap);
+  auto again = config::parse(d->to_json());
+  REQUIRE(again);
+  CHECK(again->to_json() == d->to_json());
 }
 
 TEST_CASE("config: a missing file is a clear error") {

@@ -139,6 +139,32 @@ TEST_CASE("message: close and heartbeat records") {
   CHECK(std::holds_alternative<incoming_heartbeat>(*h));
 }
 
+TEST_CASE("message: hello and admit records, and malformed ones") {
+  reassembler r(100);
+  for (auto role : {node_role::node, node_role::client}) {
+    for (bool boot : {false, true}) {
+      auto h = r.feed(encode_hello(role, boot));
+      REQUIRE(h);
+      auto& ih = std::get<incoming_hello>(*h);
+      CHECK(ih.role == role);
+      CHECK(ih.bootstrap == boot);
+    }
+  }
+  auto a = r.feed(encode_admit());
+  REQUIRE(a);
+  CHECK(std::holds_alternative<incoming_admit>(*a));
+  const std::vector<bytes> bad = {
+      {4},       {4, 0},       {4, 2, 0},  // short, unknown role
+      {4, 0, 2}, {4, 0, 0, 0},             // unknown flag, long
+      {5, 0},    {6},                      // long admit, unknown record type
+  };
+  for (const auto& b : bad) {
+    const auto hex = to_hex(b);
+    CAPTURE(hex);
+    CHECK_FALSE(r.feed(b));
+  }
+}
+
 TEST_CASE("send queue: highest priority first, FIFO within a priority") {
   send_queue q(1 << 20);
   q.push(msg(1, priority::low));
