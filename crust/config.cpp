@@ -267,4 +267,15 @@ std::string config::to_json() const {
   return json::serialize(o);
 }
 
+std::vector<std::string> config::changed_keys(const config& other) const {
+  const auto mine = json::parse(to_json()).as_object();
+  const auto theirs = json::parse(other.to_json()).as_object();
+  std::vector<std::string> out;
+  for (const auto& [k, v] : mine) {
+    const auto* w = theirs.if_contains(k);
+    if (!w || *w != v) out.emplace_back(k);
+  }
+  return out;
+}
+
 }  // namespace crust

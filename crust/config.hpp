@@ -67,6 +67,8 @@ struct config {
   static boost::system::result<config, error> load(const std::filesystem::path& path);
   // The config as JSON, with every key (so `crust-node config` can print defaults).
   std::string to_json() const;
+  // The JSON keys whose values differ between this and `other`.
+  std::vector<std::string> changed_keys(const config& other) const;
 };
 
 [[noreturn]] void throw_exception_from_error(const config::error& e,

@@ -13,7 +13,8 @@ template <class... F>
 overloaded(F...) -> overloaded<F...>;
 
 std::string who(const peer_info& p) {
-  return p.id.short_string() + " (" + transport::to_string(p.transport) + " " + p.remote + ")";
+  return p.id.short_string() + " (" + to_string(p.role) + ", " + transport::to_string(p.transport) +
+         " " + p.remote + ")";
 }
 }  // namespace
 
@@ -26,6 +27,12 @@ std::string describe(const event& e) {
                    (m.signature ? ", signed" : "");
           },
           [](const events::bootstrap_accept& a) { return "BootstrapAccept " + who(a.peer); },
+          [](const events::bootstrap_connect& b) { return "BootstrapConnect " + who(b.peer); },
+          [](const events::bootstrap_failed& b) {
+            return "BootstrapFailed after " + std::to_string(b.attempts) +
+                   " attempts: " + b.error.message() +
+                   (b.detail.empty() ? "" : " (" + b.detail + ")");
+          },
           [](const events::connect_success& c) { return "ConnectSuccess " + who(c.peer); },
           [](const events::connect_failure& c) {
             return "ConnectFailure " + c.endpoint + ": " + c.error.message();

@@ -17,11 +17,12 @@ struct peer_info {
   public_id id;
   peer_key key;
   transport::kind transport = transport::kind::none;
-  std::string remote;         // the peer's address as seen from here
-  bool inbound = false;       // the peer dialled us
-  bool address_only = false;  // Noise XX (the dialler did not know the key)
-  duration handshake_time{};  // from the first handshake byte to the keys
-  std::string connection_id;  // same on both ends: a prefix of the handshake hash
+  std::string remote;                // the peer's address as seen from here
+  bool inbound = false;              // the peer dialled us
+  bool address_only = false;         // Noise XX (the dialler did not know the key)
+  node_role role = node_role::node;  // the dialler's word; a peer we dialled is a node
+  duration handshake_time{};         // from the first handshake byte to the keys
+  std::string connection_id;         // same on both ends: a prefix of the handshake hash
 };
 
 struct peer_stats {
@@ -31,9 +32,21 @@ struct peer_stats {
 };
 
 namespace events {
-// A peer dialled us and completed the handshake.
+// A peer dialled us, completed the handshake and was admitted (for every
+// inbound connection, bootstrap or not: peer.role says what it is).
 struct bootstrap_accept {
   peer_info peer;
+};
+// bootstrap() reached a peer that admitted us.
+struct bootstrap_connect {
+  peer_info peer;
+};
+// bootstrap() reached no one: `attempts` candidates tried, `error` is
+// no_contacts, timed_out or all_attempts_failed; `detail` says more.
+struct bootstrap_failed {
+  error_code error;
+  std::size_t attempts = 0;
+  std::string detail;
 };
 // An outgoing connect() completed.
 struct connect_success {
@@ -80,9 +93,10 @@ struct messages_dropped {
 }  // namespace events
 
 using event =
-    std::variant<events::new_message, events::bootstrap_accept, events::connect_success,
-                 events::connect_failure, events::listener_started, events::listener_failed,
-                 events::lost_peer, events::message_too_large, events::messages_dropped>;
+    std::variant<events::new_message, events::bootstrap_accept, events::bootstrap_connect,
+                 events::bootstrap_failed, events::connect_success, events::connect_failure,
+                 events::listener_started, events::listener_failed, events::lost_peer,
+                 events::message_too_large, events::messages_dropped>;
 
 // A one-line human description, for logs and the CLI.
 std::string describe(const event& e);

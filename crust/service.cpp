@@ -9,8 +9,12 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
+#include <random>
+#include <set>
 
 namespace crust {
 
@@ -19,6 +23,40 @@ using detail::connection;
 
 namespace {
 constexpr auto replacement_wait = seconds(2);
+
+// Cache entries outlive the process, so they carry wall-clock time.
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bootstrap::cache_limits cache_limits_of(const config& c) {
+  bootstrap::cache_limits l;
+  l.capacity = c.bootstrap_cache_size;
+  l.per_group = c.bootstrap_cache_per_group;
+  l.per_source = c.bootstrap_cache_per_source;
+  l.ttl_seconds = std::chrono::duration_cast<std::chrono::seconds>(c.bootstrap_cache_ttl).count();
+  return l;
+}
+
+bool listed(const std::optional<std::vector<asio::ip::address>>& list,
+            const std::optional<asio::ip::address>& ip) {
+  if (!list) return true;  // no whitelist: everyone
+  if (!ip) return false;
+  auto a = *ip;
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  return std::find(list->begin(), list->end(), a) != list->end();
+}
+
+// The keys reload() applies to a running node.
+const std::set<std::string, std::less<>> live_keys = {
+    "whitelisted_node_ips",       "whitelisted_client_ips", "accept_bootstrap",
+    "hard_coded_contacts",        "bootstrap_timeout_ms",   "bootstrap_concurrency",
+    "bootstrap_stagger_ms",       "bootstrap_cache_size",   "bootstrap_cache_per_group",
+    "bootstrap_cache_per_source", "bootstrap_cache_ttl_s",
+};
 
 }  // namespace
 
@@ -32,7 +70,8 @@ class service::impl final : public detail::connection_owner,
         tasks_(ex_),
         event_ready_(ex_),
         event_space_(ex_),
-        registered_(ex_) {}
+        registered_(ex_),
+        cache_(cache_limits_of(cfg_)) {}
 
   // --- connection_owner ---
   asio::awaitable<void> deliver(event ev, bool is_message) override {
@@ -53,10 +92,25 @@ class service::impl final : public detail::connection_owner,
   }
   const identity& me() const override { return id_; }
 
+  std::optional<std::string> admit(const std::shared_ptr<connection>& conn,
+                                   const secure::incoming_hello& hello) override {
+    if (stopping_) return "service stopping";
+    if (banned_ids_.contains(conn->info().id) || banned(conn->remote_ip())) return "blacklisted";
+    const auto& list =
+        hello.role == node_role::client ? cfg_.whitelisted_client_ips : cfg_.whitelisted_node_ips;
+    if (!listed(list, conn->remote_ip()))
+      return std::string("not whitelisted as a ") + to_string(hello.role);
+    if (hello.bootstrap && !cfg_.accept_bootstrap) return "not accepting bootstrap connections";
+    auto current = adopt(conn);
+    if (current == conn) post_event(events::bootstrap_accept{conn->info()});
+    return std::nullopt;
+  }
+
   // --- listening ---
   asio::awaitable<result<endpoint>> start() {
     if (stopping_) co_return make_error_code(errc::shutting_down);
     if (acceptor_) co_return acceptor_->local_endpoint();
+    load_cache();
     error_code ec;
     auto addr = asio::ip::make_address(cfg_.listen_address, ec);
     if (ec) co_return make_error_code(errc::bad_config);
@@ -87,6 +141,13 @@ class service::impl final : public detail::connection_owner,
         timer t(ex_);
         t.expires_after(milliseconds(50));
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
+      }
+      if (auto why = refuse_address(s->remote_address())) {
+        // Before any cryptography: refusing costs us nothing.
+        CRUST_LOG(debug, "service",
+                  "refused a connection from " << s->remote_description() << ": " << *why);
+        s->close();
         continue;
       }
       if (pending_.size() >= cfg_.max_pending_handshakes) {
@@ -121,15 +182,17 @@ class service::impl final : public detail::connection_owner,
     if (stopping_) co_return;
     auto conn =
         std::make_shared<connection>(std::move(s), std::move(*hs), cfg_, *this, clock::now() - t0);
-    auto current = adopt(conn);
-    if (current == conn) post_event(events::bootstrap_accept{conn->info()});
+    // The dialler's hello comes next; admit() registers the connection.
     co_await run_connection(conn);
   }
 
   // --- dialling ---
-  asio::awaitable<result<peer_info>> connect(endpoint to, std::optional<peer_key> key) {
+  asio::awaitable<result<peer_info>> connect(endpoint to, std::optional<peer_key> key,
+                                             bool for_bootstrap = false) {
     if (stopping_) co_return make_error_code(errc::shutting_down);
     if (key && key->id == id_.id()) co_return make_error_code(errc::wrong_peer_key);
+    if ((key && banned_ids_.contains(key->id)) || banned(to.address()))
+      co_return make_error_code(errc::blacklisted);
     if (key) {
       if (auto it = peers_.find(key->id); it != peers_.end()) co_return it->second->info();
       if (auto d = dialling_.find(key->id); d != dialling_.end()) {
@@ -162,16 +225,20 @@ class service::impl final : public detail::connection_owner,
       guard.mark = std::make_shared<dial_in_flight>(ex_);
       dialling_.emplace(key->id, guard.mark);
     }
-    auto outcome = co_await dial(to, key);
+    auto outcome = co_await dial(to, key, for_bootstrap);
     if (guard.mark) guard.mark->outcome = outcome;
     co_return outcome;
   }
 
-  asio::awaitable<result<peer_info>> dial(endpoint to, std::optional<peer_key> key) {
+  asio::awaitable<result<peer_info>> dial(endpoint to, std::optional<peer_key> key,
+                                          bool for_bootstrap) {
     const std::string where = transport::to_string(to);
     auto fail = [&](error_code ec) -> result<peer_info> {
       std::optional<public_id> who;
       if (key) who = key->id;
+      if (key && ec != errc::cancelled && ec != errc::shutting_down && ec != errc::blacklisted &&
+          cache_.record_failure(key->id, unix_now()))
+        save_cache();
       post_event(events::connect_failure{where, who, ec});
       CRUST_LOG(info, "service", "connect to " << where << " failed: " << ec.message());
       return ec;
@@ -189,13 +256,118 @@ class service::impl final : public detail::connection_owner,
     if (cancelled_in_handshake) co_return make_error_code(errc::cancelled);
     if (!hs) co_return fail(hs.error());
     if (hs->remote.id == id_.id()) co_return fail(make_error_code(errc::wrong_peer_key));
+    if (banned_ids_.contains(hs->remote.id)) co_return fail(make_error_code(errc::blacklisted));
     if (stopping_) co_return make_error_code(errc::shutting_down);
+    const peer_key remote = hs->remote;
     auto conn =
         std::make_shared<connection>(std::move(*s), std::move(*hs), cfg_, *this, clock::now() - t0);
-    auto current = adopt(conn);
+    conn->send_hello(cfg_.role, for_bootstrap);
     spawn(run_connection(conn), "connection");
+    auto admission = co_await with_timeout(conn->wait_admitted(), cfg_.handshake_timeout);
+    const bool cancelled_in_admission = co_await cancel_requested();
+    if (cancelled_in_admission || !admission) conn->abort();
+    if (cancelled_in_admission) co_return make_error_code(errc::cancelled);
+    if (!admission) co_return fail(admission.error());
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+    auto current = adopt(conn);
+    if (!is_contact(to, remote.id) && cache_.record_success(remote, to, unix_now())) save_cache();
     post_event(events::connect_success{current->info()});
     co_return current->info();
+  }
+
+  // --- bootstrap ---
+  asio::awaitable<result<peer_info>> bootstrap() {
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+    struct candidate {
+      endpoint to;
+      std::optional<peer_key> key;
+    };
+    // Cache (most recent first) and contacts (shuffled), interleaved so that
+    // a long stale cache cannot starve the contacts.
+    std::vector<candidate> from_cache, from_contacts, all;
+    for (const auto& e : cache_.candidates(unix_now())) from_cache.push_back({e.endpoint, e.key});
+    for (const auto& c : cfg_.hard_coded_contacts) {
+      auto ep = transport::parse_endpoint(c.endpoint);
+      if (ep) from_contacts.push_back({*ep, c.key});
+    }
+    std::shuffle(from_contacts.begin(), from_contacts.end(), std::random_device{});
+    std::set<std::string> seen;
+    std::size_t skipped = 0;
+    for (std::size_t i = 0; i < std::max(from_cache.size(), from_contacts.size()); ++i) {
+      for (auto* list : {&from_cache, &from_contacts}) {
+        if (i >= list->size()) continue;
+        const auto& c = (*list)[i];
+        if (!seen.insert(transport::to_string(c.to)).second) continue;
+        if (banned(c.to.address()) ||
+            (c.key && (banned_ids_.contains(c.key->id) || c.key->id == id_.id()))) {
+          ++skipped;
+          continue;
+        }
+        all.push_back(c);
+      }
+    }
+    if (all.empty()) {
+      const std::string detail =
+          skipped ? std::to_string(skipped) + " candidates skipped as blacklisted" : "";
+      post_event(events::bootstrap_failed{make_error_code(errc::no_contacts), 0, detail});
+      co_return make_error_code(errc::no_contacts);
+    }
+    CRUST_LOG(info, "service",
+              "bootstrap: " << all.size() << " candidates (" << from_cache.size() << " cached, "
+                            << from_contacts.size() << " contacts)");
+    // Dials that succeed after another has won are closed, unless the
+    // connection existed before bootstrap began.
+    auto decided = std::make_shared<std::optional<public_id>>();
+    const std::set<public_id> before = [&] {
+      std::set<public_id> ids;
+      for (const auto& [id, conn] : peers_) ids.insert(id);
+      return ids;
+    }();
+    std::vector<attempt<peer_info>> attempts;
+    for (const auto& c : all) {
+      attempts.push_back([this, c, decided, before]() -> asio::awaitable<result<peer_info>> {
+        auto r = co_await connect(c.to, c.key, true);
+        if (r && *decided && **decided != r->id && !before.contains(r->id)) disconnect(r->id);
+        if (r && !*decided) *decided = r->id;
+        co_return r;
+      });
+    }
+    auto race =
+        first_success(std::move(attempts), cfg_.bootstrap_stagger, cfg_.bootstrap_concurrency);
+    auto outcome = co_await with_deadline(std::move(race), cfg_.bootstrap_timeout);
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled) co_return make_error_code(errc::cancelled);
+    if (!outcome) {
+      post_event(
+          events::bootstrap_failed{make_error_code(errc::timed_out), all.size(), "deadline passed"});
+      co_return make_error_code(errc::timed_out);
+    }
+    if (!outcome->value) {
+      std::map<std::string, int> why;
+      for (const auto& e : outcome->errors) ++why[e.message()];
+      std::string detail;
+      for (const auto& [m, n] : why)
+        detail += (detail.empty() ? "" : "; ") + std::to_string(n) + "x " + m;
+      post_event(events::bootstrap_failed{outcome->value.error(), all.size(), detail});
+      co_return outcome->value.error();
+    }
+    CRUST_LOG(info, "service",
+              "bootstrapped off " << outcome->value->id.short_string() << " at "
+                                  << outcome->value->remote);
+    post_event(events::bootstrap_connect{*outcome->value});
+    co_return *outcome->value;
+  }
+
+  // The race under an overall deadline: on expiry every attempt is
+  // cancelled (first_success waits for them) and the result is empty.
+  static asio::awaitable<std::optional<race_outcome<peer_info>>> with_deadline(
+      asio::awaitable<race_outcome<peer_info>> race, duration limit) {
+    using namespace asio::experimental::awaitable_operators;
+    timer deadline(co_await asio::this_coro::executor);
+    deadline.expires_after(limit);
+    auto r = co_await (std::move(race) || deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (r.index() == 0) co_return std::move(std::get<0>(r));
+    co_return std::nullopt;
   }
 
   // --- the simultaneous-dial rule ---
@@ -283,6 +455,109 @@ class service::impl final : public detail::connection_owner,
     conn->close(close_reason::normal, "disconnect");
   }
 
+  // --- admission ---
+  void blacklist(const blacklist_entries& e) {
+    for (const auto& id : e.peers) banned_ids_.insert(id);
+    for (const auto& a : e.addresses) banned_ips_.insert(normalised(a));
+    std::vector<public_id> uncache = e.peers;
+    for (const auto& x : cache_.entries())
+      if (banned(x.endpoint.address())) uncache.push_back(x.key.id);
+    bool cache_changed = false;
+    for (const auto& id : uncache) cache_changed |= cache_.remove(id);
+    if (cache_changed) save_cache();
+    close_where(
+        [&](const connection& c) {
+          return banned_ids_.contains(c.info().id) || banned(c.remote_ip());
+        },
+        "blacklisted", false);
+    for (auto& [ticket, stream] : pending_)
+      if (banned(stream->remote_address())) stream->close();
+  }
+
+  void unblacklist(const blacklist_entries& e) {
+    for (const auto& id : e.peers) banned_ids_.erase(id);
+    for (const auto& a : e.addresses) banned_ips_.erase(normalised(a));
+  }
+
+  bool is_blacklisted(const public_id& id) const { return banned_ids_.contains(id); }
+  bool banned(const std::optional<asio::ip::address>& a) const {
+    return a && banned_ips_.contains(normalised(*a));
+  }
+
+  std::vector<std::string> reload(const config& next) {
+    std::vector<std::string> restart;
+    for (auto& key : cfg_.changed_keys(next)) {
+      if (!live_keys.contains(key)) restart.push_back(std::move(key));
+    }
+    cfg_.whitelisted_node_ips = next.whitelisted_node_ips;
+    cfg_.whitelisted_client_ips = next.whitelisted_client_ips;
+    cfg_.accept_bootstrap = next.accept_bootstrap;
+    cfg_.hard_coded_contacts = next.hard_coded_contacts;
+    cfg_.bootstrap_timeout = next.bootstrap_timeout;
+    cfg_.bootstrap_concurrency = next.bootstrap_concurrency;
+    cfg_.bootstrap_stagger = next.bootstrap_stagger;
+    cfg_.bootstrap_cache_size = next.bootstrap_cache_size;
+    cfg_.bootstrap_cache_per_group = next.bootstrap_cache_per_group;
+    cfg_.bootstrap_cache_per_source = next.bootstrap_cache_per_source;
+    cfg_.bootstrap_cache_ttl = next.bootstrap_cache_ttl;
+    // Re-apply the cache bounds by re-reading what we hold.
+    bootstrap::cache resized(cache_limits_of(cfg_));
+    resized.parse(cache_.to_json(cfg_.network_name), cfg_.network_name);
+    cache_ = std::move(resized);
+    drop_contacts_from_cache();
+    // Inbound peers the whitelists no longer allow.
+    close_where(
+        [&](const connection& c) {
+          if (!c.info().inbound) return false;
+          const auto& list = c.info().role == node_role::client ? cfg_.whitelisted_client_ips
+                                                                : cfg_.whitelisted_node_ips;
+          return !listed(list, c.remote_ip());
+        },
+        "no longer whitelisted", true);
+    for (const auto& key : restart)
+      CRUST_LOG(warn, "service",
+                "config key \"" << key << "\" changed; it applies after a restart");
+    return restart;
+  }
+
+  asio::awaitable<void> watch_config(std::filesystem::path path, duration interval) {
+    auto stamp =
+        [&]() -> std::optional<std::pair<std::filesystem::file_time_type, std::uintmax_t>> {
+      std::error_code ec;
+      auto t = std::filesystem::last_write_time(path, ec);
+      if (ec) return std::nullopt;
+      auto n = std::filesystem::file_size(path, ec);
+      if (ec) return std::nullopt;
+      return std::pair{t, n};
+    };
+    auto last = stamp();
+    timer t(ex_);
+    while (!stopping_) {
+      t.expires_after(interval);
+      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec || stopping_) co_return;
+      auto now = stamp();
+      if (now == last) continue;
+      last = now;
+      auto next = config::load(path);
+      if (!next) {
+        CRUST_LOG(warn, "service",
+                  "config change ignored, the running config stays: " << next.error().message);
+        continue;
+      }
+      CRUST_LOG(info, "service", "config reloaded from " << path.string());
+      reload(*next);
+    }
+  }
+
+  void watch_config_file(std::filesystem::path path, duration interval) {
+    spawn(watch_config(std::move(path), interval), "config watcher");
+  }
+
+  std::vector<bootstrap::cache_entry> cached_peers() const {
+    return {cache_.entries().begin(), cache_.entries().end()};
+  }
+
   asio::awaitable<result<event>> next_event() {
     while (events_.empty()) {
       if (stopping_) co_return make_error_code(errc::shutting_down);
@@ -347,6 +622,85 @@ class service::impl final : public detail::connection_owner,
   const config& cfg() const { return cfg_; }
 
  private:
+  static asio::ip::address normalised(asio::ip::address a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped())
+      return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    return a;
+  }
+
+  // Why a connection from `ip` is refused before the handshake, if it is.
+  std::optional<std::string> refuse_address(const std::optional<asio::ip::address>& ip) const {
+    if (banned(ip)) return "blacklisted";
+    if (cfg_.whitelisted_node_ips && cfg_.whitelisted_client_ips &&
+        !listed(cfg_.whitelisted_node_ips, ip) && !listed(cfg_.whitelisted_client_ips, ip))
+      return "not whitelisted";
+    return std::nullopt;
+  }
+
+  // Closes (with not_allowed) every registered connection `pred` picks.
+  template <class Pred>
+  void close_where(Pred pred, const char* why, bool tell) {
+    for (auto it = peers_.begin(); it != peers_.end();) {
+      if (!pred(*it->second)) {
+        ++it;
+        continue;
+      }
+      auto conn = it->second;
+      it = peers_.erase(it);
+      CRUST_LOG(info, "service", "closing " << conn->info().id.short_string() << ": " << why);
+      conn->close(close_reason::not_allowed, why);
+      if (tell)
+        post_event(events::lost_peer{conn->info().id, make_error_code(errc::not_allowed), why});
+    }
+  }
+
+  bool is_contact(const endpoint& to, const public_id& id) const {
+    for (const auto& c : cfg_.hard_coded_contacts) {
+      if (c.key && c.key->id == id) return true;
+      auto ep = transport::parse_endpoint(c.endpoint);
+      if (ep && *ep == to) return true;
+    }
+    return false;
+  }
+
+  void drop_contacts_from_cache() {
+    std::vector<public_id> drop;
+    for (const auto& e : cache_.entries())
+      if (is_contact(e.endpoint, e.key.id)) drop.push_back(e.key.id);
+    for (const auto& id : drop) cache_.remove(id);
+  }
+
+  void load_cache() {
+    if (cfg_.bootstrap_cache_path.empty()) return;
+    const std::filesystem::path path = cfg_.bootstrap_cache_path;
+    auto report = cache_.load(path, cfg_.network_name);
+    drop_contacts_from_cache();
+    if (report.problem.empty()) {
+      CRUST_LOG(info, "service",
+                "bootstrap cache " << path.string() << ": " << report.loaded << " peers");
+      return;
+    }
+    CRUST_LOG(warn, "service",
+              "bootstrap cache " << path.string() << ": " << report.problem << "; " << report.loaded
+                                 << " peers kept");
+    // Keep what we could not read for the user, then write a clean file.
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      auto bad = path;
+      bad += ".bad";
+      std::filesystem::copy_file(path, bad, std::filesystem::copy_options::overwrite_existing, ec);
+    }
+    save_cache();
+  }
+
+  void save_cache() {
+    if (cfg_.bootstrap_cache_path.empty()) return;
+    if (auto r = cache_.save(cfg_.bootstrap_cache_path, cfg_.network_name); !r)
+      CRUST_LOG(warn, "service",
+                "cannot write the bootstrap cache " << cfg_.bootstrap_cache_path << ": "
+                                                    << r.error().message());
+  }
+
   void spawn(asio::awaitable<void> task, const char* what) {
     tasks_.spawn(std::move(task), what, shared_from_this());
   }
@@ -382,6 +736,9 @@ class service::impl final : public detail::connection_owner,
   std::map<std::uint64_t, transport::stream*> pending_;
   std::uint64_t next_ticket_ = 0;
   bool stopping_ = false;
+  bootstrap::cache cache_;
+  std::set<public_id> banned_ids_;
+  std::set<asio::ip::address> banned_ips_;
 };
 
 service::service(asio::any_io_executor ex, config cfg, identity id)
@@ -411,6 +768,30 @@ asio::awaitable<result<peer_info>> service::connect(endpoint to, peer_key key) {
 }
 asio::awaitable<result<peer_info>> service::connect(endpoint to) {
   return impl_->connect(to, std::nullopt);
+}
+asio::awaitable<result<peer_info>> service::bootstrap() {
+  return impl_->bootstrap();
+}
+void service::blacklist(const blacklist_entries& entries) {
+  impl_->blacklist(entries);
+}
+void service::unblacklist(const blacklist_entries& entries) {
+  impl_->unblacklist(entries);
+}
+bool service::is_blacklisted(const public_id& peer) const {
+  return impl_->is_blacklisted(peer);
+}
+bool service::is_blacklisted(const boost::asio::ip::address& a) const {
+  return impl_->banned(a);
+}
+std::vector<std::string> service::reload(const config& next) {
+  return impl_->reload(next);
+}
+void service::watch_config_file(std::filesystem::path path, duration interval) {
+  impl_->watch_config_file(std::move(path), interval);
+}
+std::vector<bootstrap::cache_entry> service::cached_peers() const {
+  return impl_->cached_peers();
 }
 result<void> service::send(const public_id& peer, bytes payload, send_options opts) {
   return impl_->send(peer, std::move(payload), opts);

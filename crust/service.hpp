@@ -4,6 +4,7 @@
 // operation_aborted, and leaves nothing running).
 #pragma once
 
+#include "bootstrap/cache.hpp"
 #include "crust/base/error.hpp"
 #include "crust/config.hpp"
 #include "crust/events.hpp"
@@ -13,11 +14,18 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <vector>
 
 namespace crust {
+
+// Peers and addresses to refuse, for service::blacklist.
+struct blacklist_entries {
+  std::vector<public_id> peers;
+  std::vector<boost::asio::ip::address> addresses;
+};
 
 struct send_options {
   priority prio = priority::normal;
@@ -39,7 +47,9 @@ class service {
   service& operator=(const service&) = delete;
 
   // Starts the TCP listener (cfg.listen_address : cfg.tcp_acceptor_port, a
-  // random port for 0) and the accept loop. Returns the bound endpoint.
+  // random port for 0) and the accept loop, and loads the bootstrap cache
+  // (cfg.bootstrap_cache_path; a corrupt or foreign file is logged, kept
+  // aside as FILE.bad and replaced). Returns the bound endpoint.
   // Emits ListenerStarted or ListenerFailed. Errors: the bind error,
   // shutting_down after stop().
   boost::asio::awaitable<result<endpoint>> start();
@@ -49,16 +59,55 @@ class service {
   // Pending next_event() calls return shutting_down. Safe to call twice.
   boost::asio::awaitable<void> stop(duration grace = seconds(2));
 
-  // Dials `to` and runs Noise XK against `key`. If a connection to that peer
-  // exists (or the simultaneous-dial rule keeps the peer's own dial), returns
-  // that one. Errors: timed_out (cfg.connect_timeout / handshake_timeout),
+  // Dials `to`, runs Noise XK against `key`, says hello (our role) and waits
+  // for the peer to admit us. If a connection to that peer exists (or the
+  // simultaneous-dial rule keeps the peer's own dial), returns that one.
+  // Errors: timed_out (cfg.connect_timeout / handshake_timeout),
   // connection_refused and other socket errors, handshake_failed,
-  // handshake_rejected, wrong_peer_key, bad_signature, shutting_down,
-  // cancelled. Emits ConnectSuccess or ConnectFailure.
+  // handshake_rejected, wrong_peer_key, bad_signature, not_allowed (the peer
+  // refused us), blacklisted (we refuse it), shutting_down, cancelled.
+  // Emits ConnectSuccess or ConnectFailure. A peer reached this way is
+  // recorded in the bootstrap cache (unless it is a hard-coded contact).
   boost::asio::awaitable<result<peer_info>> connect(endpoint to, peer_key key);
   // An address-only dial (Noise XX): whoever answers at `to` and proves an
   // id. Same results as above.
   boost::asio::awaitable<result<peer_info>> connect(endpoint to);
+
+  // Finds the network: races the bootstrap cache (most recent first) and
+  // the hard-coded contacts (shuffled), interleaved, at most
+  // cfg.bootstrap_concurrency dials at once, one started every
+  // cfg.bootstrap_stagger (or as soon as one fails), skipping blacklisted
+  // ones, within cfg.bootstrap_timeout. The first peer that admits us wins;
+  // other dials are cancelled and their connections closed (connections
+  // that existed before are kept). Emits BootstrapConnect or
+  // BootstrapFailed. Errors: no_contacts, timed_out, all_attempts_failed,
+  // shutting_down, cancelled. LAN discovery is not built yet.
+  boost::asio::awaitable<result<peer_info>> bootstrap();
+
+  // Refuses these peers and addresses from now on: their connections (and
+  // handshakes in progress) close with reason not_allowed and no LostPeer,
+  // inbound ones are refused (addresses before any cryptography), and
+  // connect() to them fails with blacklisted. They leave the cache.
+  void blacklist(const blacklist_entries& entries);
+  void blacklist(const public_id& peer) { blacklist(blacklist_entries{{peer}, {}}); }
+  void blacklist(const boost::asio::ip::address& a) { blacklist(blacklist_entries{{}, {a}}); }
+  void unblacklist(const blacklist_entries& entries);
+  bool is_blacklisted(const public_id& peer) const;
+  bool is_blacklisted(const boost::asio::ip::address& a) const;
+
+  // Applies a new config to the running node. Live: the whitelists (inbound
+  // peers no longer allowed are closed and reported as LostPeer with
+  // not_allowed), accept_bootstrap, hard_coded_contacts and the bootstrap_*
+  // tuning. Returns the keys that changed but need a restart (ports,
+  // network name, limits of existing connections), which are not applied.
+  std::vector<std::string> reload(const config& next);
+  // Re-reads `path` whenever it changes (checked every `interval`) and
+  // reload()s it. A file that fails to parse is logged and ignored: the
+  // running config stays. Stops with the service.
+  void watch_config_file(std::filesystem::path path, duration interval = seconds(1));
+
+  // What the bootstrap cache holds, most recent first.
+  std::vector<bootstrap::cache_entry> cached_peers() const;
 
   // Queues a message for `peer`; returns at once. Errors: not_connected,
   // message_too_large (over cfg.max_message_size; the connection is

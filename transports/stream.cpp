@@ -69,6 +69,15 @@ std::string stream::remote_description() const {
   return s_.index() == 2 ? "in-process" : "closed";
 }
 
+std::optional<asio::ip::address> stream::remote_address() const {
+  if (const auto* t = std::get_if<tcp_socket>(&s_)) {
+    error_code ec;
+    auto ep = t->remote_endpoint(ec);
+    if (!ec) return ep.address();
+  }
+  return std::nullopt;
+}
+
 void stream::shutdown_send() noexcept {
   error_code ec;
   if (auto* t = std::get_if<tcp_socket>(&s_)) t->shutdown(tcp_socket::shutdown_send, ec);

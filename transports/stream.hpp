@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -42,6 +43,9 @@ class stream {
   executor_type get_executor();
   // "ip:port" of the remote end, or a short description for other kinds.
   std::string remote_description() const;
+  // The remote IP address (TCP and µTP); nullopt for other kinds or when
+  // the socket is closed.
+  std::optional<asio::ip::address> remote_address() const;
 
   // Sends FIN after queued data (TCP half-close); errors are ignored.
   void shutdown_send() noexcept;

@@ -51,6 +51,12 @@ class category final : public boost::system::error_category {
         return "cryptographic library failure";
       case errc::all_attempts_failed:
         return "every attempt failed";
+      case errc::not_allowed:
+        return "the peer does not admit us (blacklist, whitelist, role or no bootstrap)";
+      case errc::blacklisted:
+        return "that peer or address is blacklisted";
+      case errc::no_contacts:
+        return "no one to bootstrap from (no cache entries, contacts or LAN peers)";
     }
     return "unknown crust error " + std::to_string(ev);
   }

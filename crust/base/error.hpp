@@ -33,6 +33,9 @@ enum class errc {
   bad_key_file,          // the identity file is missing parts, corrupt or readable by others
   crypto_failure,        // OpenSSL refused an operation it should not refuse
   all_attempts_failed,   // every raced attempt failed
+  not_allowed,           // the peer refused us (blacklist, whitelist, role, no bootstrap)
+  blacklisted,           // that peer or address is on our blacklist
+  no_contacts,           // bootstrap had nobody to try
 };
 
 const boost::system::error_category& crust_category() noexcept;

@@ -5,12 +5,14 @@
 // or as soon as an earlier attempt fails (RFC 8305's rule); the first attempt
 // to return a value wins, the others are cancelled and awaited (their values,
 // if they also succeed, are destroyed, which closes them), and every loser's
-// error is kept. Plain `||` is only used for "operation against a timer", in
-// `with_timeout`.
+// error is kept. At most `max_in_flight` attempts run at once: a later one
+// whose start time has come waits for a running one to end. Plain `||` is only used for "operation
+// against a timer", in `with_timeout`.
 #pragma once
 
 #include "crust/base/clock.hpp"
 #include "crust/base/error.hpp"
+#include "crust/base/notifier.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -61,14 +63,20 @@ namespace detail {
 
 template <class T>
 struct race_state {
-  explicit race_state(const asio::any_io_executor& ex, std::size_t n) : done(ex) {
+  race_state(const asio::any_io_executor& ex, std::size_t n, std::size_t max_in_flight)
+      : done(ex), slot(ex), max_in_flight(max_in_flight) {
     for (std::size_t i = 0; i < n; ++i) starts.push_back(std::make_unique<timer>(ex));
     for (std::size_t i = 0; i < n; ++i)
       signals.push_back(std::make_unique<asio::cancellation_signal>());
     started.assign(n, false);
+    due.assign(n, false);
     outcome.errors.assign(n, make_error_code(errc::cancelled));
   }
   timer done;
+  notifier slot;  // an attempt ended: one waiting for room may start
+  std::size_t max_in_flight;
+  std::size_t in_flight = 0;
+  std::vector<bool> due;  // start time reached (it may still wait for room)
   std::vector<std::unique_ptr<timer>> starts;
   std::vector<std::unique_ptr<asio::cancellation_signal>> signals;
   std::vector<bool> started;
@@ -83,7 +91,7 @@ struct race_state {
   }
   void start_next_waiting() {
     for (std::size_t i = 0; i < starts.size(); ++i) {
-      if (!started[i]) {
+      if (!due[i]) {
         starts[i]->cancel();
         return;
       }
@@ -96,8 +104,18 @@ asio::awaitable<result<T>> run_attempt(std::shared_ptr<race_state<T>> st, std::s
                                        attempt<T> fn) {
   auto [ec] = co_await st->starts[i]->async_wait(asio::as_tuple(asio::use_awaitable));
   (void)ec;  // expiry and an early start both mean "go", unless decided
+  st->due[i] = true;
+  while (!st->decided && st->in_flight >= st->max_in_flight) co_await st->slot.wait();
   if (st->decided) co_return make_error_code(errc::cancelled);
   st->started[i] = true;
+  ++st->in_flight;
+  struct release {
+    race_state<T>* s;
+    ~release() {
+      --s->in_flight;
+      s->slot.notify();
+    }
+  } guard{st.get()};
   co_return co_await fn();
 }
 
@@ -108,9 +126,11 @@ asio::awaitable<result<T>> run_attempt(std::shared_ptr<race_state<T>> st, std::s
 // Cancelling the caller cancels every attempt; all attempts have finished
 // when this returns.
 template <class T>
-asio::awaitable<race_outcome<T>> first_success(std::vector<attempt<T>> attempts, duration stagger) {
+asio::awaitable<race_outcome<T>> first_success(
+    std::vector<attempt<T>> attempts, duration stagger,
+    std::size_t max_in_flight = static_cast<std::size_t>(-1)) {
   auto ex = co_await asio::this_coro::executor;
-  auto st = std::make_shared<detail::race_state<T>>(ex, attempts.size());
+  auto st = std::make_shared<detail::race_state<T>>(ex, attempts.size(), max_in_flight);
   if (attempts.empty()) co_return std::move(st->outcome);
   st->done.expires_at(time_point::max());
   st->remaining = attempts.size();

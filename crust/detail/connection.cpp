@@ -37,6 +37,10 @@ connection::connection(transport::stream s, secure::handshake_result hs, const c
       queue_(cfg.send_queue_bytes),
       writer_wake_(stream_.get_executor()),
       flushed_(stream_.get_executor()),
+      admission_(stream_.get_executor()),
+      remote_ip_(stream_.remote_address()),
+      hello_deadline_(clock::now() + cfg.handshake_timeout),
+      awaiting_hello_(!hs.initiator),
       last_received_(clock::now()),
       last_sent_(clock::now()) {
   info_.id = hs.remote.id;
@@ -47,6 +51,40 @@ connection::connection(transport::stream s, secure::handshake_result hs, const c
   info_.address_only = hs.address_only;
   info_.handshake_time = handshake_time;
   info_.connection_id = to_hex(byte_span(hs.keys.handshake_hash).first(8));
+}
+
+void connection::send_hello(node_role role, bool bootstrap) {
+  control_.push_back(secure::encode_hello(role, bootstrap));
+  writer_wake_.notify();
+}
+
+asio::awaitable<result<void>> connection::wait_admitted() {
+  auto self = shared_from_this();
+  while (!admitted_ && !ended_) {
+    co_await admission_.wait();
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled) co_return make_error_code(errc::cancelled);
+  }
+  if (admitted_) co_return result<void>{};
+  if (peer_close_ && peer_close_->reason == close_reason::not_allowed)
+    co_return make_error_code(errc::not_allowed);
+  co_return end_reason_ ? end_reason_ : make_error_code(errc::peer_closed);
+}
+
+result<void> connection::on_hello(const secure::incoming_hello& h) {
+  if (!awaiting_hello_) return make_error_code(errc::protocol_violation);
+  awaiting_hello_ = false;
+  info_.role = h.role;
+  auto refusal = owner_.admit(shared_from_this(), h);
+  if (refusal) {
+    refused_ = true;
+    close(close_reason::not_allowed, *refusal);
+    return {};
+  }
+  admitted_ = true;
+  control_.push_back(secure::encode_admit());
+  writer_wake_.notify();
+  return {};
 }
 
 result<void> connection::send(bytes payload, priority prio, bool sign) {
@@ -130,7 +168,9 @@ void connection::seal_message(const secure::outgoing_message& m) {
 asio::awaitable<error_code> connection::writer() {
   for (;;) {
     batch_.clear();
-    while (batch_.size() < batch_limit) {
+    for (const auto& c : control_) add_record(c, {});
+    control_.clear();
+    while (batch_.size() < batch_limit && !awaiting_hello_ && !refused_) {
       auto m = queue_.pop();
       if (!m) break;
       seal_message(*m);
@@ -160,11 +200,25 @@ asio::awaitable<error_code> connection::writer() {
       co_await linger.async_wait(as_tuple(use_awaitable));
       co_return make_error_code(errc::timed_out);
     }
-    if (queue_.empty() && !heartbeat_due_ && !closing_) co_await writer_wake_.wait();
+    if ((queue_.empty() || awaiting_hello_) && control_.empty() && !heartbeat_due_ && !closing_)
+      co_await writer_wake_.wait();
   }
 }
 
 result<void> connection::handle(const secure::incoming& in, bool& ended, error_code& why) {
+  // An inbound connection starts with the dialler's hello, and nothing but
+  // heartbeats or a close may come before it.
+  if (awaiting_hello_ && !std::holds_alternative<secure::incoming_hello>(in) &&
+      !std::holds_alternative<secure::incoming_heartbeat>(in) &&
+      !std::holds_alternative<secure::incoming_close>(in))
+    return make_error_code(errc::protocol_violation);
+  if (auto* h = std::get_if<secure::incoming_hello>(&in)) return on_hello(*h);
+  if (std::holds_alternative<secure::incoming_admit>(in)) {
+    if (info_.inbound || admitted_) return make_error_code(errc::protocol_violation);
+    admitted_ = true;
+    admission_.notify();
+    return {};
+  }
   if (auto* m = std::get_if<secure::incoming_message>(&in)) {
     if (m->signature &&
         !verify_message_signature(info_.id, owner_.me().id(), m->payload, *m->signature))
@@ -214,6 +268,7 @@ asio::awaitable<error_code> connection::reader() {
         error_code why;
         if (auto h = handle(*rec, ended, why); !h) co_return h.error();
         if (ended) co_return why;
+        if (refused_) continue;  // refused: the rest is read only to see the close
         if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {
           // Named, not a temporary inside the co_await: GCC 12 mishandles
           // non-trivial temporaries that live across a suspension.
@@ -238,6 +293,7 @@ asio::awaitable<error_code> connection::watchdog() {
     // not the peer silent.
     if (delivering_) last_received_ = now;
     if (now - last_received_ > heartbeat_timeout_) co_return make_error_code(errc::connection_lost);
+    if (awaiting_hello_ && now > hello_deadline_) co_return make_error_code(errc::timed_out);
     if (now - last_sent_ >= heartbeat_interval_ && !heartbeat_due_) {
       heartbeat_due_ = true;
       writer_wake_.notify();
@@ -253,6 +309,10 @@ asio::awaitable<error_code> connection::run() {
   stream_.close();
   flushed_.notify();
   error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
+  end_reason_ = why;
+  admission_.notify();
+  if (peer_close_ && peer_close_->reason == close_reason::not_allowed)
+    why = make_error_code(errc::not_allowed);
   if (close_sent_ &&
       (why == errc::peer_closed || why == errc::timed_out || why == errc::duplicate_connection))
     why = make_error_code(errc::peer_closed);  // we closed, and it ended as it should

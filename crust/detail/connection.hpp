@@ -14,6 +14,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace crust::detail {
 
@@ -25,6 +28,10 @@ class connection_owner {
   virtual boost::asio::awaitable<void> deliver(event ev, bool is_message) = 0;
   virtual void post_event(event ev) = 0;
   virtual const identity& me() const = 0;
+  // An inbound connection's hello arrived: nullopt admits it (the owner
+  // registers it), a text refuses it (it is closed with not_allowed).
+  virtual std::optional<std::string> admit(const std::shared_ptr<class connection>& conn,
+                                           const secure::incoming_hello& hello) = 0;
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -35,6 +42,15 @@ class connection : public std::enable_shared_from_this<connection> {
   const peer_info& info() const noexcept { return info_; }
   const peer_stats& stats() const noexcept { return stats_; }
   bool initiated_by_us() const noexcept { return !info_.inbound; }
+  const std::optional<boost::asio::ip::address>& remote_ip() const noexcept { return remote_ip_; }
+
+  // Outbound: say who we are; goes out before anything else.
+  void send_hello(node_role role, bool bootstrap);
+  // Outbound: waits for the peer's admit. Errors: not_allowed (refused),
+  // timed_out (no answer within the handshake timeout), the reason the
+  // connection ended, cancelled.
+  boost::asio::awaitable<result<void>> wait_admitted();
+  bool admitted() const noexcept { return admitted_; }
 
   // Queues a message. Errors: message_too_large, not_connected when closing.
   // Drops under back-pressure are reported as a messages_dropped event.
@@ -61,6 +77,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void seal_message(const secure::outgoing_message& m);
   void add_record(byte_span header, byte_span data);
   void finish_frame();
+  result<void> on_hello(const secure::incoming_hello& h);
 
   transport::stream stream_;
   connection_owner& owner_;  // outlives run(): the service awaits every connection
@@ -75,6 +92,13 @@ class connection : public std::enable_shared_from_this<connection> {
   secure::send_queue queue_;
   notifier writer_wake_;
   notifier flushed_;
+  notifier admission_;
+  std::vector<bytes> control_;  // hello/admit records, written before messages
+  std::optional<boost::asio::ip::address> remote_ip_;
+  time_point hello_deadline_;
+  bool awaiting_hello_ = false;  // inbound, until the dialler's hello
+  bool refused_ = false;         // inbound, refused: nothing is delivered
+  bool admitted_ = false;        // inbound: we admitted; outbound: the peer did
   bytes batch_;
   bool frame_open_ = false;
   bool writing_ = false;
@@ -86,6 +110,7 @@ class connection : public std::enable_shared_from_this<connection> {
   close_reason close_reason_ = close_reason::normal;
   std::string close_text_;
   std::optional<secure::incoming_close> peer_close_;
+  error_code end_reason_;
   time_point last_received_;
   time_point last_sent_;
 };

@@ -18,16 +18,7 @@ transport::tcp_endpoint ep_of(service& s) {
   return *s.local_endpoint();
 }
 
-// Waits (bounded) until `pred` holds, polling every millisecond.
-template <class Pred>
-asio::awaitable<bool> eventually(Pred pred, duration limit = seconds(10)) {
-  const auto deadline = clock::now() + limit;
-  while (!pred()) {
-    if (clock::now() > deadline) co_return false;
-    co_await test::sleep_for(milliseconds(1));
-  }
-  co_return true;
-}
+using test::eventually;
 
 bytes pattern_bytes(std::size_t n, std::uint32_t seed) {
   bytes b(n);
@@ -292,6 +283,7 @@ TEST_CASE("loopback: a peer that goes silent is lost within the heartbeat timeou
     auto hs = co_await secure::run_handshake(
         *s, secure::handshake::initiator(mute, cfg.network_name, a->id().public_key()));
     REQUIRE(hs);
+    co_await test::say_hello(*s, *hs);
     (void)co_await test::next_of<events::bootstrap_accept>(*a);
     auto t0 = clock::now();
     auto lost = co_await test::next_of<events::lost_peer>(*a, seconds(10));
@@ -452,12 +444,16 @@ namespace {
 
 enum class mitm { tamper, replay, reorder, record };
 
+// The dialler's hello frame: 18-byte sealed length, 2 + 3 bytes of record, 16-byte tag.
+constexpr std::size_t hello_frame = 18 + 5 + 16;
+
 // A proxy between a dialler and `to` that edits the dialler's first frames
-// after the handshake (48 + 160 bytes): flips a bit, sends a frame twice, or
-// swaps two frames. Each frame holds one 10-byte message: 18 + 2 + 17 + 16.
+// after the handshake (48 + 160 bytes) and its hello: flips a bit, sends a
+// frame twice, or swaps two frames. Each frame holds one 10-byte message:
+// 18 + 2 + 17 + 16.
 asio::awaitable<void> proxy(asio::ip::tcp::acceptor& acc, transport::tcp_endpoint to, mitm mode,
                             bytes* recorded = nullptr) {
-  constexpr std::size_t handshake = 48 + 160, frame = 53;
+  constexpr std::size_t handshake = 48 + 160 + hello_frame, frame = 53;
   auto in = co_await transport::tcp_accept(acc);
   auto out = co_await transport::tcp_dial(to);
   if (!in || !out) co_return;
@@ -595,6 +591,7 @@ TEST_CASE("loopback: heartbeat timeout on a manual clock (no waiting for real ti
     auto hs = co_await secure::run_handshake(
         *s, secure::handshake::initiator(mute, cfg.network_name, a->id().public_key()));
     REQUIRE(hs);
+    co_await test::say_hello(*s, *hs);
     (void)co_await test::next_of<events::bootstrap_accept>(*a);
     co_await test::sleep_for(milliseconds(10));
     CHECK(a->peers().size() == 1);
@@ -620,7 +617,7 @@ TEST_CASE("loopback: a replayed handshake creates no session") {
     (void)co_await test::next_of<events::bootstrap_accept>(*b);
     co_await a->stop();
     (void)co_await test::next_of<events::lost_peer>(*b);
-    REQUIRE(dialler_bytes.size() == 48 + 160);
+    REQUIRE(dialler_bytes.size() == 48 + 160 + hello_frame);
 
     // Replay them to b on a fresh connection: b answers with a fresh
     // ephemeral key, so the replayed third message cannot authenticate.

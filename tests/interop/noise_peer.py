@@ -100,7 +100,9 @@ MAX_FRAME_BODY = 65535 - TAG
 REKEY_INTERVAL = 1 << 16
 MAX_NONCE = 2 ** 64 - 1
 
-REC_DATA, REC_HEARTBEAT, REC_CLOSE = 1, 2, 3
+REC_DATA, REC_HEARTBEAT, REC_CLOSE, REC_HELLO, REC_ADMIT = 1, 2, 3, 4, 5
+ROLE_NODE, ROLE_CLIENT = 0, 1
+FLAG_BOOTSTRAP = 1
 FLAG_FIRST, FLAG_LAST, FLAG_SIGNED = 1, 2, 4
 FRAGMENT_HEADER = 3
 RECORD_PREFIX = 2  # u16be length before each record in a frame body
@@ -336,7 +338,8 @@ def encode_close(reason, text=b""):
 
 class Reassembler:
     """Feeds frame bodies; returns ('data', payload, prio), ('close', reason,
-    text), or None (a heartbeat, or a message still incomplete)."""
+    text), ('hello', role, bootstrap), ('admit',), or None (a heartbeat, or a
+    message still incomplete)."""
 
     def __init__(self):
         self.in_message = False
@@ -377,6 +380,14 @@ class Reassembler:
             if len(body) < 2 or len(body) > 2 + MAX_CLOSE_TEXT:
                 raise PeerError("protocol violation: close record of %d bytes" % len(body))
             return ("close", body[1], body[2:].decode("utf-8", "replace"))
+        if kind == REC_HELLO:
+            if len(body) != 3 or body[1] > ROLE_CLIENT or body[2] & ~FLAG_BOOTSTRAP:
+                raise PeerError("protocol violation: hello record %s" % body.hex())
+            return ("hello", body[1], bool(body[2] & FLAG_BOOTSTRAP))
+        if kind == REC_ADMIT:
+            if len(body) != 1:
+                raise PeerError("protocol violation: admit record of %d bytes" % len(body))
+            return ("admit",)
         if kind != REC_DATA:
             raise PeerError("protocol violation: unknown record type %d" % kind)
         if len(body) < FRAGMENT_HEADER:
@@ -429,9 +440,11 @@ class Session:
             out += self.sealer.seal(struct.pack(">H", len(rec)) + rec)
         self.conn.send(bytes(out))
 
-    def send_close(self, reason=CLOSE_NORMAL):
-        rec = encode_close(reason)
+    def send_record(self, rec):
         self.conn.send(self.sealer.seal(struct.pack(">H", len(rec)) + rec))
+
+    def send_close(self, reason=CLOSE_NORMAL):
+        self.send_record(encode_close(reason))
 
     def next_event(self):
         """Next data message or close record; heartbeats are skipped."""
@@ -510,6 +523,15 @@ def run_initiator(args, me):
     log("PEER %s" % remote_id.hex())
     log("HANDSHAKE %s" % ("XK" if remote_key is not None else "XX"))
     session = Session(conn, send_cs, recv_cs)
+    # The dialler says what it is; the acceptor admits it (or closes).
+    session.send_record(bytes([REC_HELLO, ROLE_NODE, 0]))
+    try:
+        first = session.next_event()
+    except PeerClosed:
+        raise PeerError("connection closed before the peer admitted us")
+    if first[0] != "admit":
+        raise PeerError("expected an admit record, got %r" % (first[:2],))
+    log("ADMITTED")
     # One message at a time, each echo awaited before the next is sent: no
     # reliance on socket buffer sizes and no reordering by the echo's queue.
     for k, size in enumerate(sizes):
@@ -521,6 +543,8 @@ def run_initiator(args, me):
             raise PeerError("connection closed while awaiting the echo of message %d" % k)
         if ev[0] == "close":
             raise PeerError("peer closed (reason %d %r) before echoing message %d" % (ev[1], ev[2], k))
+        if ev[0] != "data":
+            raise PeerError("unexpected %s record while awaiting the echo of message %d" % (ev[0], k))
         _, got, prio = ev
         if got != sent:
             where = next((i for i in range(min(len(got), len(sent))) if got[i] != sent[i]),
@@ -558,6 +582,14 @@ def run_responder(args, me):
     log("PEER %s" % remote_id.hex())
     log("HANDSHAKE %s" % pattern_name)
     session = Session(conn, send_cs, recv_cs)
+    try:
+        hello = session.next_event()
+    except PeerClosed:
+        raise PeerError("connection closed before the dialler's hello")
+    if hello[0] != "hello":
+        raise PeerError("expected the dialler's hello first, got %r" % (hello[0],))
+    log("HELLO role %d bootstrap %d" % (hello[1], hello[2]))
+    session.send_record(bytes([REC_ADMIT]))
     count = 0
     while True:
         try:
@@ -566,6 +598,8 @@ def run_responder(args, me):
             raise PeerError("connection closed after %d messages without a close record" % count)
         if ev[0] == "close":
             break
+        if ev[0] != "data":
+            raise PeerError("unexpected %s record after the hello" % ev[0])
         _, payload, prio = ev
         session.send_message(payload, prio)
         count += 1

@@ -5,12 +5,15 @@
 #include "crust/base/clock.hpp"
 #include "crust/base/race.hpp"
 #include "crust/config.hpp"
+#include "crust/secure/frame.hpp"
+#include "crust/secure/handshake.hpp"
 #include "crust/service.hpp"
 
 #include "support/test.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -73,6 +76,17 @@ inline asio::awaitable<node_pair> connected_pair(asio::io_context& io,
   co_return p;
 }
 
+// Waits (bounded) until `pred` holds, polling every millisecond.
+template <class Pred>
+asio::awaitable<bool> eventually(Pred pred, duration limit = seconds(10)) {
+  const auto deadline = clock::now() + limit;
+  while (!pred()) {
+    if (clock::now() > deadline) co_return false;
+    co_await sleep_for(milliseconds(1));
+  }
+  co_return true;
+}
+
 // The next event of type E, skipping others; fails the test after `limit`.
 template <class E>
 asio::awaitable<E> next_of(service& svc, duration limit = seconds(20)) {
@@ -84,6 +98,22 @@ asio::awaitable<E> next_of(service& svc, duration limit = seconds(20)) {
     REQUIRE_MESSAGE(ev.has_value(), "no event: " << ev.error().message());
     if (auto* e = std::get_if<E>(&*ev)) co_return std::move(*e);
   }
+}
+
+// Sends the dialler's hello (one frame), as a crust dialler does after the
+// handshake, for tests that drive a raw handshake.
+inline asio::awaitable<void> say_hello(transport::stream& s, secure::handshake_result& hs,
+                                       node_role role = node_role::node, bool bootstrap = false) {
+  secure::frame_sealer sealer(std::move(hs.keys.send));
+  bytes frame;
+  sealer.open_frame(frame);
+  const auto hello = secure::encode_hello(role, bootstrap);
+  put_u16(frame, static_cast<std::uint16_t>(hello.size()));
+  append(frame, hello);
+  REQUIRE(sealer.close_frame(frame));
+  auto [ec, n] =
+      co_await asio::async_write(s, asio::buffer(frame), asio::as_tuple(asio::use_awaitable));
+  REQUIRE_FALSE(ec);
 }
 
 inline asio::awaitable<void> sleep_for(duration d) {

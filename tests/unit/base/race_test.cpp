@@ -75,6 +75,33 @@ TEST_CASE("first_success: staggered attempts start late unless an earlier one fa
   });
 }
 
+TEST_CASE("first_success: never more than max_in_flight attempts at once") {
+  test::run([](asio::io_context&) -> asio::awaitable<void> {
+    int running = 0, most = 0, ran = 0;
+    auto counted = [&](int v) -> attempt<int> {
+      return [&, v]() -> asio::awaitable<result<int>> {
+        ++ran;
+        most = std::max(most, ++running);
+        timer t(co_await asio::this_coro::executor);
+        t.expires_after(milliseconds(5));
+        co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        --running;
+        if (v < 0) co_return make_error_code(errc::handshake_failed);
+        co_return v;
+      };
+    };
+    std::vector<attempt<int>> a;
+    for (int i = 0; i < 9; ++i) a.push_back(counted(-1));
+    a.push_back(counted(42));
+    auto out = co_await first_success(std::move(a), duration::zero(), 3);
+    REQUIRE(out.value);
+    CHECK(*out.value == 42);
+    CHECK(ran == 10);  // every failure let the next one in
+    CHECK(most == 3);  // but never more than three at a time
+    CHECK(running == 0);
+  });
+}
+
 TEST_CASE("first_success and with_timeout: cancelled by a 0 ms timer, they return promptly") {
   test::run([](asio::io_context&) -> asio::awaitable<void> {
     using namespace asio::experimental::awaitable_operators;
