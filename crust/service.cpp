@@ -338,8 +338,8 @@ class service::impl final : public detail::connection_owner,
     const bool cancelled = co_await cancel_requested();
     if (cancelled) co_return make_error_code(errc::cancelled);
     if (!outcome) {
-      post_event(
-          events::bootstrap_failed{make_error_code(errc::timed_out), all.size(), "deadline passed"});
+      post_event(events::bootstrap_failed{make_error_code(errc::timed_out), all.size(),
+                                          "deadline passed"});
       co_return make_error_code(errc::timed_out);
     }
     if (!outcome->value) {

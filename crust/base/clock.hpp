@@ -40,8 +40,8 @@ using duration = clock::duration;
 using time_point = clock::time_point;
 using timer = boost::asio::basic_waitable_timer<clock>;
 
+using std::chrono::hours;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using std::chrono::hours;
 
 }  // namespace crust
