@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
 namespace crust_node {
@@ -32,7 +33,8 @@ json::object peer_json(const peer_info& p) {
           {"inbound", p.inbound},
           {"pattern", p.address_only ? "XX" : "XK"},
           {"handshake_ms", std::chrono::duration<double, std::milli>(p.handshake_time).count()},
-          {"connection_id", p.connection_id}};
+          {"connection_id", p.connection_id},
+          {"role", to_string(p.role)}};
 }
 
 void print_peer(const options& opt, const char* what, const peer_info& p) {
@@ -210,10 +212,24 @@ int cmd_id(const options& opt) {
   return 0;
 }
 
-int cmd_listen(const options& opt, bool echo, double seconds) {
+namespace {
+
+// The cache file `run` and `bootstrap` use when the config names none:
+// next to the key file, so each identity keeps its own.
+void default_cache_path(const options& opt, config& cfg) {
+  if (!cfg.bootstrap_cache_path.empty()) return;
+  auto p = std::filesystem::path(opt.key_file);
+  p.replace_filename(p.stem().string() + ".cache.json");
+  cfg.bootstrap_cache_path = p.string();
+}
+
+// listen and run: print events until the time is up or Ctrl-C. `run` also
+// keeps a bootstrap cache, follows config edits and bootstraps at start.
+int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_bootstrap) {
   config cfg;
   std::optional<identity> id;
   if (!load(opt, cfg, id)) return 1;
+  if (run_mode) default_cache_path(opt, cfg);
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     service svc(io.get_executor(), cfg, *id);
     auto ep = co_await svc.start();
@@ -233,6 +249,12 @@ int cmd_listen(const options& opt, bool echo, double seconds) {
                 << (ep->address().is_unspecified() ? "\n(from another machine, use its address)"
                                                    : "")
                 << std::endl;
+    if (run_mode && !opt.config_file.empty()) svc.watch_config_file(opt.config_file);
+    if (run_mode && do_bootstrap &&
+        (!cfg.hard_coded_contacts.empty() || !svc.cached_peers().empty())) {
+      auto boot = co_await svc.bootstrap();  // its event is printed below
+      (void)boot;
+    }
     const auto deadline = seconds > 0 ? clock::now() + std::chrono::duration_cast<duration>(
                                                            std::chrono::duration<double>(seconds))
                                       : time_point::max();
@@ -248,6 +270,67 @@ int cmd_listen(const options& opt, bool echo, double seconds) {
     }
     co_await svc.stop();
     co_return 0;
+  });
+}
+
+}  // namespace
+
+int cmd_listen(const options& opt, bool echo, double seconds) {
+  return serve(opt, echo, seconds, false, false);
+}
+
+int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap) {
+  return serve(opt, echo, seconds, true, do_bootstrap);
+}
+
+int cmd_bootstrap(const options& opt) {
+  config cfg;
+  std::optional<identity> id;
+  if (!load(opt, cfg, id)) return 1;
+  default_cache_path(opt, cfg);
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto ep = co_await svc.start();
+    if (!ep) {
+      std::cerr << "crust-node: cannot listen: " << ep.error().message() << "\n";
+      co_return 1;
+    }
+    const auto cached = svc.cached_peers().size();
+    auto boot = co_await svc.bootstrap();
+    // Every event bootstrap produced, in order: the failures say what was tried.
+    std::vector<event> seen;
+    for (;;) {
+      auto ev = co_await with_timeout(svc.next_event(), milliseconds(1));
+      if (!ev) break;
+      seen.push_back(std::move(*ev));
+    }
+    if (opt.json) {
+      json::object o{{"event", "bootstrap"},
+                     {"contacts", cfg.hard_coded_contacts.size()},
+                     {"cached", cached},
+                     {"cache_file", cfg.bootstrap_cache_path},
+                     {"ok", boot.has_value()}};
+      if (boot)
+        o["peer"] = peer_json(*boot);
+      else
+        o["error"] = boot.error().message();
+      json::array evs;
+      for (const auto& e : seen) evs.push_back(json::string(describe(e)));
+      o["events"] = std::move(evs);
+      std::cout << json::serialize(o) << std::endl;
+    } else {
+      std::cout << "candidates: " << cfg.hard_coded_contacts.size() << " hard-coded contacts, "
+                << cached << " cached peers (" << cfg.bootstrap_cache_path << ")\n";
+      for (const auto& e : seen)
+        if (!std::holds_alternative<events::listener_started>(e))
+          std::cout << "  " << describe(e) << "\n";
+      if (boot)
+        print_peer(opt, "bootstrapped off", *boot);
+      else
+        std::cout << "bootstrap failed: " << boot.error().message() << std::endl;
+    }
+    co_await svc.stop();
+    co_return boot ? 0 : 1;
   });
 }
 

@@ -39,6 +39,20 @@ int main(int argc, char** argv) {
   listen->add_flag("--echo", echo, "send every message back to its sender");
   listen->add_option("--for", seconds, "stop after this many seconds (default: until Ctrl-C)");
 
+  bool no_bootstrap = false;
+  auto* run = app.add_subcommand(
+      "run",
+      "run a long-lived node: bootstrap from its cache and contacts, accept peers, keep the "
+      "cache (next to the key file unless the config names one), follow config edits");
+  node_options(run);
+  run->add_flag("--echo", echo, "send every message back to its sender");
+  run->add_option("--for", seconds, "stop after this many seconds (default: until Ctrl-C)");
+  run->add_flag("--no-bootstrap", no_bootstrap, "only accept peers; do not bootstrap at start");
+
+  auto* boot = app.add_subcommand(
+      "bootstrap", "bootstrap once from the cache and the config's contacts, and report");
+  node_options(boot);
+
   std::string endpoint, peer;
   auto* connect =
       app.add_subcommand("connect", "connect to a peer, print what it proved, disconnect");
@@ -90,6 +104,8 @@ int main(int argc, char** argv) {
   try {
     if (*id) return cmd_id(opt);
     if (*listen) return cmd_listen(opt, echo, seconds);
+    if (*run) return cmd_run(opt, echo, seconds, !no_bootstrap);
+    if (*boot) return cmd_bootstrap(opt);
     if (*connect) return cmd_connect(opt, endpoint, peer);
     if (*send) return cmd_send(opt, endpoint, peer, words, sign);
     if (*chat) return cmd_chat(opt, endpoint, peer);

@@ -1,6 +1,7 @@
 // crust-node as a separate process: killed or frozen mid-transfer, and the
 // CLI's commands end to end.
 #include "support/process.hpp"
+#include "bootstrap/cache.hpp"
 #include "support/co_test.hpp"
 #include "support/temp_dir.hpp"
 #include "transports/tcp.hpp"
@@ -126,6 +127,59 @@ TEST_CASE("process: crust-node id, send and listen work together") {
       }
     }
     CHECK(saw_message);
+  });
+}
+
+TEST_CASE("process: crust-node run serves a bootstrap; crust-node bootstrap reports it") {
+  test::temp_dir d;
+  test::run([&](asio::io_context& io) -> asio::awaitable<void> {
+    test::child_process node(
+        io.get_executor(), {node_binary(), "run", "--json", "--address", "127.0.0.1", "--port", "0",
+                            "--key", (d.path / "boot.key").string(), "--for", "60"});
+    auto at = co_await started(node);
+    // The joiner's config names the running node as its only contact.
+    const auto cfg_path = d.path / "joiner.json";
+    std::ofstream(cfg_path)
+        << R"({"listen_address": "127.0.0.1", "hard_coded_contacts": [{"endpoint": ")"
+        << transport::to_string(at.endpoint) << R"(", "key": ")" << at.key.to_string() << R"("}]})";
+    std::vector<std::string> args{
+        node_binary(), "bootstrap",      "--json", "--key", (d.path / "joiner.key").string(),
+        "--config",    cfg_path.string()};
+    test::child_process joiner(io.get_executor(), args);
+    auto report = co_await joiner.read_line();
+    REQUIRE(report);
+    auto v = boost::json::parse(*report).as_object();
+    CHECK(v.at("ok").as_bool());
+    CHECK(v.at("peer").at("id").as_string() == at.key.id.to_string());
+    CHECK(v.at("contacts").as_int64() == 1);
+    auto rc = co_await joiner.wait();
+    CHECK(rc == std::optional<int>(0));
+    // Contacts are never cached.
+    bootstrap::cache cached;
+    auto loaded = cached.load(d.path / "joiner.cache.json", "crust");
+    CHECK(loaded.problem.empty());
+    CHECK(cached.size() == 0);
+    // The running node printed the accepted bootstrap.
+    bool saw_accept = false;
+    for (int i = 0; i < 5 && !saw_accept; ++i) {
+      auto line = co_await node.read_line(seconds(10));
+      REQUIRE(line);
+      saw_accept = boost::json::parse(*line).at("event").as_string() == "BootstrapAccept";
+    }
+    CHECK(saw_accept);
+    // With no contacts and an empty cache there is nobody to ask: a clear failure.
+    test::child_process alone(io.get_executor(),
+                              {node_binary(), "bootstrap", "--key", (d.path / "alone.key").string(),
+                               "--address", "127.0.0.1"});
+    std::string all;
+    for (;;) {
+      auto line = co_await alone.read_line(seconds(10));
+      if (!line) break;
+      all += *line + "\n";
+    }
+    auto alone_rc = co_await alone.wait();
+    CHECK(alone_rc == std::optional<int>(1));
+    CHECK_MESSAGE(all.find("bootstrap failed: no one to bootstrap from") != std::string::npos, all);
   });
 }
 
