@@ -177,6 +177,10 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.boolean(v, key, c.accept_bootstrap);
     } else if (key == "udp_port") {
       r.number(v, key, c.udp_port, 0, 65535);
+    } else if (key == "enable_lan_discovery") {
+      r.boolean(v, key, c.enable_lan_discovery);
+    } else if (key == "lan_discovery_window_ms") {
+      r.millis(v, key, c.lan_discovery_window);
     } else if (key == "service_discovery_port") {
       r.number(v, key, c.service_discovery_port, 1, 65535);
     } else if (key == "enable_port_mapping") {
@@ -245,7 +249,9 @@ std::string config::to_json() const {
   o["role"] = to_string(role);
   o["accept_bootstrap"] = accept_bootstrap;
   o["udp_port"] = udp_port;
+  o["enable_lan_discovery"] = enable_lan_discovery;
   o["service_discovery_port"] = service_discovery_port;
+  o["lan_discovery_window_ms"] = ms(lan_discovery_window);
   o["enable_port_mapping"] = enable_port_mapping;
   o["bootstrap_cache_path"] = bootstrap_cache_path;
   o["bootstrap_cache_size"] = bootstrap_cache_size;

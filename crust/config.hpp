@@ -37,12 +37,14 @@ struct config {
   bool accept_address_only = true;         // answer Noise XX dials from peers without our key
 
   // --- bootstrap and admission (bootstrap/, DESIGN.md §6) ---
-  node_role role = node_role::node;             // what we tell peers we dial
-  bool accept_bootstrap = true;                 // admit peers that bootstrap off us
-  std::uint16_t udp_port = 0;                   // reserved for µTP and STUN; not used yet
-  std::uint16_t service_discovery_port = 5484;  // the LAN beacon (not built yet)
-  bool enable_port_mapping = true;              // IGD/NAT-PMP/PCP; not built yet
-  std::string bootstrap_cache_path;             // "": the cache lives in memory only
+  node_role role = node_role::node;                   // what we tell peers we dial
+  bool accept_bootstrap = true;                       // admit peers that bootstrap off us
+  std::uint16_t udp_port = 0;                         // reserved for µTP and STUN; not used yet
+  bool enable_lan_discovery = true;                   // answer and send LAN beacons
+  std::uint16_t service_discovery_port = 5484;        // the LAN beacon's UDP port
+  duration lan_discovery_window = milliseconds(500);  // how long bootstrap listens for answers
+  bool enable_port_mapping = true;                    // IGD/NAT-PMP/PCP; not built yet
+  std::string bootstrap_cache_path;                   // "": the cache lives in memory only
   std::size_t bootstrap_cache_size = 200;
   std::size_t bootstrap_cache_per_group = 8;       // entries per IPv4 /16 or IPv6 /32
   std::size_t bootstrap_cache_per_source = 16;     // entries one informant may add

@@ -1,5 +1,7 @@
 #include "crust/service.hpp"
 
+#include "bootstrap/beacon.hpp"
+
 #include "crust/base/log.hpp"
 #include "crust/base/notifier.hpp"
 #include "crust/base/race.hpp"
@@ -8,6 +10,11 @@
 #include "transports/tcp.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/udp.hpp>
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 
 #include <algorithm>
 #include <chrono>
@@ -55,8 +62,31 @@ const std::set<std::string, std::less<>> live_keys = {
     "whitelisted_node_ips",       "whitelisted_client_ips", "accept_bootstrap",
     "hard_coded_contacts",        "bootstrap_timeout_ms",   "bootstrap_concurrency",
     "bootstrap_stagger_ms",       "bootstrap_cache_size",   "bootstrap_cache_per_group",
-    "bootstrap_cache_per_source", "bootstrap_cache_ttl_s",
+    "bootstrap_cache_per_source", "bootstrap_cache_ttl_s",  "lan_discovery_window_ms",
 };
+
+// Where a LAN beacon request goes: every up interface's IPv4 broadcast
+// address, and loopback's (127.255.255.255) so nodes on one host find
+// each other too.
+std::vector<asio::ip::address> broadcast_targets() {
+  std::vector<asio::ip::address> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) == 0) {
+    for (auto* i = list; i; i = i->ifa_next) {
+      if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
+      if ((i->ifa_flags & IFF_LOOPBACK)) {
+        out.push_back(asio::ip::make_address("127.255.255.255"));
+      } else if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr) {
+        const auto* b = reinterpret_cast<const sockaddr_in*>(i->ifa_broadaddr);
+        out.push_back(asio::ip::address_v4(ntohl(b->sin_addr.s_addr)));
+      }
+    }
+    ::freeifaddrs(list);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
 
 }  // namespace
 
@@ -127,7 +157,125 @@ class service::impl final : public detail::connection_owner,
         "listening on tcp " << transport::to_string(bound) << " as " << id_.id().short_string());
     post_event(events::listener_started{"tcp " + transport::to_string(bound)});
     spawn(accept_loop(), "accept loop");
+    if (cfg_.enable_lan_discovery) start_beacon();
     co_return bound;
+  }
+
+  // --- the LAN beacon ---
+  void start_beacon() {
+    const endpoint at(asio::ip::address_v4::any(), cfg_.service_discovery_port);
+    const std::string where = "udp beacon " + transport::to_string(at);
+    asio::ip::udp::socket sock(ex_);
+    error_code ec;
+    sock.open(asio::ip::udp::v4(), ec);
+    if (!ec) sock.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) sock.bind({at.address(), at.port()}, ec);
+    if (ec) {
+      CRUST_LOG(warn, "service", "no LAN beacon: " << where << ": " << ec.message());
+      post_event(events::listener_failed{where, ec});
+      return;
+    }
+    beacon_.emplace(std::move(sock));
+    post_event(events::listener_started{where});
+    spawn(beacon_loop(), "beacon");
+  }
+
+  asio::awaitable<void> beacon_loop() {
+    std::vector<byte> buf(2048);
+    for (;;) {
+      asio::ip::udp::endpoint from;
+      auto [ec, n] = co_await beacon_->async_receive_from(asio::buffer(buf), from,
+                                                          asio::as_tuple(asio::use_awaitable));
+      if (stopping_ || !beacon_ || !beacon_->is_open()) co_return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted) co_return;
+        continue;  // ICMP errors and the like: keep serving
+      }
+      if (banned(from.address()) || !listed_anywhere(from.address())) continue;
+      if (!beacon_limiter_.allow(from.address(), clock::now())) continue;
+      auto tcp = local_endpoint();
+      if (!tcp) continue;
+      std::vector<bootstrap::advertised_endpoint> eps;
+      if (tcp->address().is_unspecified()) {
+        eps.push_back({std::nullopt, tcp->port()});
+      } else {
+        // A node listening on loopback is only news to its own host.
+        if (tcp->address().is_loopback() && !from.address().is_loopback()) continue;
+        eps.push_back({tcp->address(), tcp->port()});
+      }
+      auto reply = bootstrap::beacon_answer(byte_span(buf.data(), n), cfg_.network_name, id_, eps,
+                                            unix_now());
+      if (!reply) continue;  // another network, malformed, or too small to answer
+      auto [sec, sent] = co_await beacon_->async_send_to(asio::buffer(*reply), from,
+                                                         asio::as_tuple(asio::use_awaitable));
+      (void)sec;
+      (void)sent;
+    }
+  }
+
+  // Whether any whitelist could admit `ip` (the beacon answers no one else).
+  bool listed_anywhere(const asio::ip::address& ip) const {
+    return !refuse_address(ip).has_value();
+  }
+
+  asio::awaitable<std::vector<bootstrap::beacon_contact>> discover_lan(duration window) {
+    std::vector<bootstrap::beacon_contact> found;
+    asio::ip::udp::socket sock(ex_);
+    error_code ec;
+    sock.open(asio::ip::udp::v4(), ec);
+    if (!ec) sock.set_option(asio::socket_base::broadcast(true), ec);
+    if (!ec) sock.bind({asio::ip::address_v4::any(), 0}, ec);
+    if (ec) {
+      CRUST_LOG(warn, "service", "LAN discovery: cannot open a socket: " << ec.message());
+      co_return found;
+    }
+    bootstrap::beacon_query query(cfg_.network_name);
+    const auto request = query.request();
+    const auto targets = broadcast_targets();
+    auto send_all = [&] {
+      for (const auto& t : targets) {
+        error_code sec;
+        sock.send_to(asio::buffer(request), {t, cfg_.service_discovery_port}, 0, sec);
+        if (sec)
+          CRUST_LOG(debug, "service",
+                    "LAN discovery: sending to " << t.to_string() << ": " << sec.message());
+      }
+    };
+    send_all();
+    bool resent = false;
+    const auto deadline = clock::now() + window;
+    std::vector<byte> buf(2048);
+    using namespace asio::experimental::awaitable_operators;
+    timer t(ex_);
+    while (clock::now() < deadline) {
+      // Once more a third of the way in, for a request lost on the way.
+      const auto resend_at = deadline - window * 2 / 3;
+      t.expires_at(!resent && clock::now() < resend_at ? resend_at : deadline);
+      asio::ip::udp::endpoint from;
+      auto got = co_await (
+          sock.async_receive_from(asio::buffer(buf), from, asio::as_tuple(asio::use_awaitable)) ||
+          t.async_wait(asio::as_tuple(asio::use_awaitable)));
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled || stopping_) break;
+      if (got.index() == 1) {
+        if (!resent) {
+          resent = true;
+          send_all();
+        }
+        continue;
+      }
+      auto [rec, n] = std::get<0>(got);
+      if (rec) continue;
+      auto c = query.accept(byte_span(buf.data(), n), from.address());
+      if (!c || c->key.id == id_.id() || banned_ids_.contains(c->key.id)) continue;
+      const bool dup = std::any_of(found.begin(), found.end(),
+                                   [&](const auto& f) { return f.key.id == c->key.id; });
+      if (!dup) found.push_back(std::move(*c));
+    }
+    CRUST_LOG(
+        info, "service",
+        "LAN discovery: " << found.size() << " peers of \"" << cfg_.network_name << "\" answered");
+    co_return found;
   }
 
   asio::awaitable<void> accept_loop() {
@@ -306,7 +454,8 @@ class service::impl final : public detail::connection_owner,
         all.push_back(c);
       }
     }
-    if (all.empty()) {
+    const bool lan = cfg_.enable_lan_discovery;
+    if (all.empty() && !lan) {
       const std::string detail =
           skipped ? std::to_string(skipped) + " candidates skipped as blacklisted" : "";
       post_event(events::bootstrap_failed{make_error_code(errc::no_contacts), 0, detail});
@@ -324,6 +473,25 @@ class service::impl final : public detail::connection_owner,
       return ids;
     }();
     std::vector<attempt<peer_info>> attempts;
+    if (lan) {
+      // First in line: listen for LAN answers, then race dials to them.
+      attempts.push_back([this, decided, before]() -> asio::awaitable<result<peer_info>> {
+        auto found = co_await discover_lan(cfg_.lan_discovery_window);
+        std::vector<attempt<peer_info>> dials;
+        for (const auto& c : found) {
+          dials.push_back([this, c, decided, before]() -> asio::awaitable<result<peer_info>> {
+            auto r = co_await connect(c.endpoints.front(), c.key, true);
+            if (r && *decided && **decided != r->id && !before.contains(r->id)) disconnect(r->id);
+            if (r && !*decided) *decided = r->id;
+            co_return r;
+          });
+        }
+        if (dials.empty()) co_return make_error_code(errc::no_contacts);
+        auto out =
+            co_await first_success(std::move(dials), milliseconds(50), cfg_.bootstrap_concurrency);
+        co_return std::move(out.value);
+      });
+    }
     for (const auto& c : all) {
       attempts.push_back([this, c, decided, before]() -> asio::awaitable<result<peer_info>> {
         auto r = co_await connect(c.to, c.key, true);
@@ -332,15 +500,23 @@ class service::impl final : public detail::connection_owner,
         co_return r;
       });
     }
+    const std::size_t attempt_count = attempts.size();
     auto race =
         first_success(std::move(attempts), cfg_.bootstrap_stagger, cfg_.bootstrap_concurrency);
     auto outcome = co_await with_deadline(std::move(race), cfg_.bootstrap_timeout);
     const bool cancelled = co_await cancel_requested();
     if (cancelled) co_return make_error_code(errc::cancelled);
     if (!outcome) {
-      post_event(events::bootstrap_failed{make_error_code(errc::timed_out), all.size(),
+      post_event(events::bootstrap_failed{make_error_code(errc::timed_out), attempt_count,
                                           "deadline passed"});
       co_return make_error_code(errc::timed_out);
+    }
+    const bool nobody = std::all_of(outcome->errors.begin(), outcome->errors.end(),
+                                    [](const error_code& e) { return e == errc::no_contacts; });
+    if (!outcome->value && nobody) {
+      post_event(events::bootstrap_failed{make_error_code(errc::no_contacts), 0,
+                                          "no LAN peer answered and no cache entries or contacts"});
+      co_return make_error_code(errc::no_contacts);
     }
     if (!outcome->value) {
       std::map<std::string, int> why;
@@ -348,7 +524,7 @@ class service::impl final : public detail::connection_owner,
       std::string detail;
       for (const auto& [m, n] : why)
         detail += (detail.empty() ? "" : "; ") + std::to_string(n) + "x " + m;
-      post_event(events::bootstrap_failed{outcome->value.error(), all.size(), detail});
+      post_event(events::bootstrap_failed{outcome->value.error(), attempt_count, detail});
       co_return outcome->value.error();
     }
     CRUST_LOG(info, "service",
@@ -710,6 +886,10 @@ class service::impl final : public detail::connection_owner,
       error_code ec;
       acceptor_->close(ec);
     }
+    if (beacon_) {
+      error_code ec;
+      beacon_->close(ec);
+    }
     event_ready_.notify();
     event_space_.notify();
   }
@@ -737,6 +917,8 @@ class service::impl final : public detail::connection_owner,
   std::uint64_t next_ticket_ = 0;
   bool stopping_ = false;
   bootstrap::cache cache_;
+  std::optional<asio::ip::udp::socket> beacon_;
+  bootstrap::beacon_rate_limiter beacon_limiter_;
   std::set<public_id> banned_ids_;
   std::set<asio::ip::address> banned_ips_;
 };
@@ -771,6 +953,9 @@ asio::awaitable<result<peer_info>> service::connect(endpoint to) {
 }
 asio::awaitable<result<peer_info>> service::bootstrap() {
   return impl_->bootstrap();
+}
+asio::awaitable<std::vector<bootstrap::beacon_contact>> service::discover_lan(duration window) {
+  return impl_->discover_lan(window);
 }
 void service::blacklist(const blacklist_entries& entries) {
   impl_->blacklist(entries);

@@ -4,6 +4,7 @@
 // operation_aborted, and leaves nothing running).
 #pragma once
 
+#include "bootstrap/beacon.hpp"
 #include "bootstrap/cache.hpp"
 #include "crust/base/error.hpp"
 #include "crust/config.hpp"
@@ -49,7 +50,10 @@ class service {
   // Starts the TCP listener (cfg.listen_address : cfg.tcp_acceptor_port, a
   // random port for 0) and the accept loop, and loads the bootstrap cache
   // (cfg.bootstrap_cache_path; a corrupt or foreign file is logged, kept
-  // aside as FILE.bad and replaced). Returns the bound endpoint.
+  // aside as FILE.bad and replaced), and, when cfg.enable_lan_discovery,
+  // the LAN beacon responder on UDP 0.0.0.0:cfg.service_discovery_port
+  // (ListenerStarted "udp beacon ..."; if the port cannot be had,
+  // ListenerFailed and the node runs without it). Returns the bound endpoint.
   // Emits ListenerStarted or ListenerFailed. Errors: the bind error,
   // shutting_down after stop().
   boost::asio::awaitable<result<endpoint>> start();
@@ -74,15 +78,25 @@ class service {
   boost::asio::awaitable<result<peer_info>> connect(endpoint to);
 
   // Finds the network: races the bootstrap cache (most recent first) and
-  // the hard-coded contacts (shuffled), interleaved, at most
+  // the hard-coded contacts (shuffled), interleaved, and, first of all when
+  // cfg.enable_lan_discovery, the peers that answer a LAN beacon within
+  // cfg.lan_discovery_window; at most
   // cfg.bootstrap_concurrency dials at once, one started every
   // cfg.bootstrap_stagger (or as soon as one fails), skipping blacklisted
   // ones, within cfg.bootstrap_timeout. The first peer that admits us wins;
   // other dials are cancelled and their connections closed (connections
   // that existed before are kept). Emits BootstrapConnect or
   // BootstrapFailed. Errors: no_contacts, timed_out, all_attempts_failed,
-  // shutting_down, cancelled. LAN discovery is not built yet.
+  // shutting_down, cancelled.
   boost::asio::awaitable<result<peer_info>> bootstrap();
+
+  // Broadcasts a LAN beacon request (to every interface's IPv4 broadcast
+  // address, loopback's included, on cfg.service_discovery_port) and
+  // returns the verified answers of our network that arrive within
+  // `window`: each a peer key and where it listens. Never fails: a socket
+  // error is logged and gives an empty list. Honours cancellation.
+  boost::asio::awaitable<std::vector<bootstrap::beacon_contact>> discover_lan(
+      duration window = milliseconds(500));
 
   // Refuses these peers and addresses from now on: their connections (and
   // handshakes in progress) close with reason not_allowed and no LostPeer,

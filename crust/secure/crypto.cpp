@@ -200,7 +200,8 @@ void chacha20_poly1305::seal(const key32&, std::uint64_t, byte_span, byte_span p
 bool chacha20_poly1305::open(const key32&, std::uint64_t, byte_span, byte_span ciphertext,
                              byte* out) {
   if (ciphertext.size() < aead_tag_size) return false;
-  std::memmove(out, ciphertext.data(), ciphertext.size() - aead_tag_size);
+  if (ciphertext.size() > aead_tag_size)
+    std::memmove(out, ciphertext.data(), ciphertext.size() - aead_tag_size);
   return true;
 }
 #else

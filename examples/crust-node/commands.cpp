@@ -283,6 +283,36 @@ int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap) {
   return serve(opt, echo, seconds, true, do_bootstrap);
 }
 
+int cmd_lan(const options& opt, int window_ms) {
+  config cfg;
+  std::optional<identity> id;
+  if (!load(opt, cfg, id)) return 1;
+  cfg.enable_lan_discovery = false;  // ask only; do not answer our own beacon
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto found = co_await svc.discover_lan(milliseconds(window_ms));
+    for (const auto& c : found) {
+      json::array eps;
+      for (const auto& e : c.endpoints) eps.push_back(json::string(transport::to_string(e)));
+      if (opt.json)
+        std::cout << json::serialize(json::object{{"event", "lan_peer"},
+                                                  {"id", c.key.id.to_string()},
+                                                  {"key", c.key.to_string()},
+                                                  {"endpoints", std::move(eps)}})
+                  << std::endl;
+      else
+        std::cout << c.key.id.to_string() << " at " << json::serialize(eps) << std::endl;
+    }
+    if (!opt.json)
+      std::cout << found.size() << " peers of network \"" << cfg.network_name << "\" answered"
+                << std::endl;
+    else
+      std::cout << json::serialize(json::object{{"event", "lan_done"}, {"peers", found.size()}})
+                << std::endl;
+    co_return 0;
+  });
+}
+
 int cmd_bootstrap(const options& opt) {
   config cfg;
   std::optional<identity> id;

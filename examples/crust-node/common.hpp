@@ -28,6 +28,7 @@ int cmd_id(const options& opt);
 int cmd_listen(const options& opt, bool echo, double seconds);
 int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap);
 int cmd_bootstrap(const options& opt);
+int cmd_lan(const options& opt, int window_ms);
 int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer);
 int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
              const std::vector<std::string>& words, bool sign);

@@ -53,6 +53,14 @@ int main(int argc, char** argv) {
       "bootstrap", "bootstrap once from the cache and the config's contacts, and report");
   node_options(boot);
 
+  int window_ms = 500;
+  auto* lan = app.add_subcommand(
+      "lan", "ask the LAN who is there (a beacon on the service-discovery port) and list them");
+  node_options(lan);
+  lan->add_option("--window", window_ms, "how long to listen for answers (ms)")
+      ->check(CLI::Range(10, 60000))
+      ->capture_default_str();
+
   std::string endpoint, peer;
   auto* connect =
       app.add_subcommand("connect", "connect to a peer, print what it proved, disconnect");
@@ -106,6 +114,7 @@ int main(int argc, char** argv) {
     if (*listen) return cmd_listen(opt, echo, seconds);
     if (*run) return cmd_run(opt, echo, seconds, !no_bootstrap);
     if (*boot) return cmd_bootstrap(opt);
+    if (*lan) return cmd_lan(opt, window_ms);
     if (*connect) return cmd_connect(opt, endpoint, peer);
     if (*send) return cmd_send(opt, endpoint, peer, words, sign);
     if (*chat) return cmd_chat(opt, endpoint, peer);

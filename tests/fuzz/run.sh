@@ -10,5 +10,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
   CXX=clang++-14 meson setup build-fuzz -Dfuzzing=true -Dtests=false -Dbench=false >/dev/null
 fi
 meson configure build-fuzz -Dfuzz_seconds="${1:-600}" >/dev/null
-ninja -C build-fuzz tests/fuzz/fuzz_frames tests/fuzz/fuzz_handshake tests/fuzz/fuzz_config
+harnesses=()
+for f in tests/fuzz/fuzz_*.cpp; do harnesses+=("tests/fuzz/$(basename "$f" .cpp)"); done
+ninja -C build-fuzz "${harnesses[@]}"
 meson test -C build-fuzz --no-rebuild --suite fuzz --print-errorlogs -v

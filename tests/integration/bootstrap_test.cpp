@@ -7,12 +7,15 @@
 #include "support/temp_dir.hpp"
 #include "transports/tcp.hpp"
 
+#include <boost/asio/ip/udp.hpp>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <random>
+#include <set>
 
 using namespace crust;
 namespace asio = boost::asio;
@@ -35,6 +38,21 @@ transport::tcp_endpoint dead_endpoint(asio::io_context& io) {
   auto acc = transport::tcp_listen(io.get_executor(), {asio::ip::make_address("127.0.0.1"), 0});
   REQUIRE(acc);
   return acc->local_endpoint();
+}
+
+// A UDP port free right now, for a test's own LAN beacon.
+std::uint16_t free_udp_port(asio::io_context& io) {
+  asio::ip::udp::socket s(io, {asio::ip::address_v4::any(), 0});
+  return s.local_endpoint().port();
+}
+
+config lan_config(std::uint16_t port, std::string network) {
+  auto c = test::loopback_config();
+  c.enable_lan_discovery = true;
+  c.service_discovery_port = port;
+  c.network_name = std::move(network);
+  c.lan_discovery_window = milliseconds(300);
+  return c;
 }
 
 void write_text(const std::filesystem::path& p, const std::string& text) {
@@ -414,4 +432,50 @@ TEST_CASE("cache file: kill -9 during writes, many times, always leaves a readab
   }
   CHECK(killed_mid_run == 60);
   CHECK(std::filesystem::exists(path));
+}
+
+TEST_CASE("LAN discovery (loopback): our network's peers answer, signed; others stay silent") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    const auto port = free_udp_port(io);
+    auto b = test::make_node(io, lan_config(port, "lab"));
+    auto c = test::make_node(io, lan_config(port, "lab"));
+    auto other = test::make_node(io, lan_config(port, "elsewhere"));
+    for (auto* n : {b.get(), c.get(), other.get()}) {
+      REQUIRE(co_await n->start());
+      auto tcp = co_await test::next_of<events::listener_started>(*n);
+      auto udp = co_await test::next_of<events::listener_started>(*n);
+      CHECK(tcp.endpoint.find("tcp ") == 0);
+      CHECK(udp.endpoint.find("udp beacon") == 0);
+    }
+    auto a = test::make_node(io, lan_config(port, "lab"));
+    REQUIRE(co_await a->start());
+    auto found = co_await a->discover_lan(milliseconds(300));
+    std::set<public_id> ids;
+    for (const auto& f : found) {
+      ids.insert(f.key.id);
+      REQUIRE(f.endpoints.size() == 1);
+      // What each advertises is where it listens: the key and the port agree.
+      auto* who = f.key.id == b->id().id() ? b.get() : c.get();
+      CHECK(f.key == who->id().public_key());
+      CHECK(f.endpoints[0] == ep_of(*who));
+    }
+    CHECK(ids == std::set<public_id>{b->id().id(), c->id().id()});
+    // With no cache and no contacts, bootstrap finds the network on the LAN;
+    // the node of another network on it does not stop anything.
+    auto boot = co_await a->bootstrap();
+    REQUIRE(boot);
+    CHECK((boot->id == b->id().id() || boot->id == c->id().id()));
+    CHECK(other->peers().empty());
+    // A node whose network nobody on the LAN shares: no one to bootstrap from.
+    auto lonely = test::make_node(io, lan_config(port, "nobody"));
+    REQUIRE(co_await lonely->start());
+    auto none = co_await lonely->bootstrap();
+    CHECK(none.error() == errc::no_contacts);
+    // A blacklisted address gets no answer at all.
+    b->blacklist(asio::ip::make_address("127.0.0.1"));
+    c->blacklist(asio::ip::make_address("127.0.0.1"));
+    auto after = co_await a->discover_lan(milliseconds(200));
+    CHECK(after.empty());
+    for (auto* n : {a.get(), b.get(), c.get(), other.get(), lonely.get()}) co_await n->stop();
+  });
 }

@@ -43,6 +43,9 @@ inline config loopback_config() {
   c.listen_address = "127.0.0.1";
   c.handshake_timeout = seconds(5);
   c.connect_timeout = seconds(5);
+  // Tests that want the LAN beacon turn it on, on a port of their own, so
+  // nodes of concurrent tests never answer each other.
+  c.enable_lan_discovery = false;
   return c;
 }
 

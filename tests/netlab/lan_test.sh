@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# LAN discovery, bootstrap and live whitelist edits between real network
+# namespaces on one bridge (198.19.1.0/24, inside RFC 2544 space):
+#
+#   h1 198.19.1.1  crust-node run, network "lab", whitelist from a file
+#   h2 198.19.1.2  crust-node run, network "other" (must never answer)
+#   h3 198.19.1.3  asks the LAN, then runs a node that bootstraps off h1
+#   h4 198.19.1.4  refused by h1's whitelist until the file is edited
+#
+# The namespaces are held by `sleep` processes made with unshare (nothing
+# under /run/netns); every process is bounded by `timeout` or `sleep` and
+# killed by PID at the end, pass or fail. Needs root; exits 77 (skipped)
+# without it. Usage: lan_test.sh CRUST_NODE_BINARY
+set -uo pipefail
+NODE=${1:?usage: lan_test.sh CRUST_NODE_BINARY}
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v nsenter >/dev/null; then
+  echo "SKIP: needs root, iproute2 and nsenter"
+  exit 77
+fi
+
+work=$(mktemp -d /tmp/crust-lan-XXXXXX)
+pids=()
+failures=0
+cleanup() {
+  # `timeout` passes SIGTERM on to the node it runs (which stops cleanly);
+  # whatever is left after a moment is killed, children first, by PID.
+  local p c
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for _ in $(seq 30); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do
+    for c in $(pgrep -P "$p" 2>/dev/null); do kill -9 "$c" 2>/dev/null; done
+    kill -9 "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
+in_ns() { local p=$1; shift; nsenter -t "$p" -n -- "$@"; }
+
+# A network namespace held by a sleeping process; prints nothing, sets NS.
+new_ns() {
+  unshare --net -- sleep 240 &
+  NS=$!
+  pids+=("$NS")
+  local mine
+  mine=$(readlink /proc/self/ns/net)
+  for _ in $(seq 100); do
+    [ "$(readlink "/proc/$NS/ns/net" 2>/dev/null)" != "$mine" ] && return 0
+    sleep 0.02
+  done
+  echo "cannot create a network namespace"
+  exit 1
+}
+
+# Waits up to $3 seconds for a line matching $2 in file $1.
+wait_for() {
+  local deadline=$((SECONDS + $3))
+  while [ $SECONDS -lt $deadline ]; do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+new_ns; switch=$NS
+in_ns "$switch" ip link add br0 type bridge
+in_ns "$switch" ip link set br0 up
+declare -A host
+for i in 1 2 3 4; do
+  new_ns; host[$i]=$NS
+  in_ns "$switch" ip link add "v$i" type veth peer name eth0 netns "${host[$i]}"
+  in_ns "$switch" ip link set "v$i" master br0 up
+  in_ns "${host[$i]}" ip link set lo up
+  in_ns "${host[$i]}" ip addr add "198.19.1.$i/24" broadcast 198.19.1.255 dev eth0
+  in_ns "${host[$i]}" ip link set eth0 up
+done
+
+id_of() { "$NODE" id --json --key "$work/$1.key" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p'; }
+key_of() { "$NODE" id --json --key "$work/$1.key" | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p'; }
+id1=$(id_of h1); id2=$(id_of h2); key1=$(key_of h1)
+
+echo '{ "whitelisted_node_ips": ["198.19.1.3"] }' > "$work/h1.json"
+nsenter -t "${host[1]}" -n -- timeout 120 "$NODE" run --json --key "$work/h1.key" --config "$work/h1.json" \
+  --network lab --address 0.0.0.0 --port 5483 --for 110 > "$work/h1.out" 2>&1 &
+pids+=($!)
+nsenter -t "${host[2]}" -n -- timeout 120 "$NODE" run --json --key "$work/h2.key" \
+  --network other --address 0.0.0.0 --port 5483 --for 110 > "$work/h2.out" 2>&1 &
+pids+=($!)
+wait_for "$work/h1.out" '"listening"' 20 || { echo "h1 did not start"; cat "$work/h1.out"; exit 1; }
+wait_for "$work/h2.out" '"listening"' 20 || { echo "h2 did not start"; exit 1; }
+
+# 1. Asking the LAN finds h1 and not h2 (another network).
+in_ns "${host[3]}" timeout 20 "$NODE" lan --json --key "$work/h3.key" --network lab --window 1000 \
+  > "$work/lan.out" 2>&1
+if grep -q "\"id\":\"$id1\"" "$work/lan.out"; then ok "LAN discovery finds the lab node"; else bad "LAN discovery missed h1: $(cat "$work/lan.out")"; fi
+if grep -q "\"id\":\"$id2\"" "$work/lan.out"; then bad "a node of another network answered"; else ok "the other network's node stays silent"; fi
+
+# 2. h3 bootstraps off the LAN, with h2 (another network) also named as a
+#    contact: that handshake fails and the bootstrap still succeeds.
+echo '{ "hard_coded_contacts": ["198.19.1.2:5483"] }' > "$work/h3.json"
+nsenter -t "${host[3]}" -n -- timeout 100 "$NODE" run --json --key "$work/h3.key" --config "$work/h3.json" \
+  --network lab --address 0.0.0.0 --port 5483 --for 90 > "$work/h3.out" 2>&1 &
+pids+=($!)
+if wait_for "$work/h3.out" "BootstrapConnect $(echo "$id1" | cut -c1-8)" 20; then ok "h3 bootstrapped off h1 over the LAN"; else bad "h3 did not bootstrap: $(cat "$work/h3.out")"; fi
+if wait_for "$work/h1.out" 'BootstrapAccept' 10; then ok "h1 accepted h3"; else bad "h1 shows no BootstrapAccept"; fi
+
+# 3. h4 is not on h1's whitelist: refused.
+if in_ns "${host[4]}" timeout 30 "$NODE" connect 198.19.1.1:5483 --peer "$key1" --network lab \
+     --key "$work/h4.key" > "$work/h4a.out" 2>&1; then
+  bad "h4 connected although h1's whitelist does not name it"
+else
+  if grep -q "does not admit us" "$work/h4a.out"; then ok "h4 refused by the whitelist, and told why"; else bad "h4 failed for another reason: $(cat "$work/h4a.out")"; fi
+fi
+
+# 4. Edit h1's file on the running node: h4 in, h3 out.
+echo '{ "whitelisted_node_ips": ["198.19.1.4"] }' > "$work/h1.json"
+if wait_for "$work/h1.out" 'LostPeer' 10; then ok "h1 dropped h3 after the edit"; else bad "h1 kept h3 after the edit"; fi
+if wait_for "$work/h3.out" 'LostPeer.*does not admit us\|LostPeer.*no longer whitelisted' 10; then ok "h3 was told it is no longer admitted"; else bad "h3 was not told: $(cat "$work/h3.out")"; fi
+if in_ns "${host[4]}" timeout 30 "$NODE" connect 198.19.1.1:5483 --peer "$key1" --network lab \
+     --key "$work/h4.key" > "$work/h4b.out" 2>&1; then
+  ok "h4 connects once the edited whitelist names it"
+else
+  bad "h4 still refused after the edit: $(cat "$work/h4b.out")"
+fi
+
+echo "$failures failed"
+[ $failures -eq 0 ]
