@@ -660,6 +660,8 @@ class service::impl final : public detail::connection_owner,
     return a && banned_ips_.contains(normalised(*a));
   }
 
+  void set_accept_bootstrap(bool accept) { cfg_.accept_bootstrap = accept; }
+
   std::vector<std::string> reload(const config& next) {
     std::vector<std::string> restart;
     for (auto& key : cfg_.changed_keys(next)) {
@@ -968,6 +970,9 @@ bool service::is_blacklisted(const public_id& peer) const {
 }
 bool service::is_blacklisted(const boost::asio::ip::address& a) const {
   return impl_->banned(a);
+}
+void service::set_accept_bootstrap(bool accept) {
+  impl_->set_accept_bootstrap(accept);
 }
 std::vector<std::string> service::reload(const config& next) {
   return impl_->reload(next);

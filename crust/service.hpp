@@ -109,6 +109,10 @@ class service {
   bool is_blacklisted(const public_id& peer) const;
   bool is_blacklisted(const boost::asio::ip::address& a) const;
 
+  // Whether peers that dial us to bootstrap are admitted (cfg.accept_bootstrap).
+  // Takes effect for the next hello; connections already admitted stay.
+  void set_accept_bootstrap(bool accept);
+
   // Applies a new config to the running node. Live: the whitelists (inbound
   // peers no longer allowed are closed and reported as LostPeer with
   // not_allowed), accept_bootstrap, hard_coded_contacts and the bootstrap_*

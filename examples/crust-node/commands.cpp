@@ -223,6 +223,16 @@ void default_cache_path(const options& opt, config& cfg) {
   cfg.bootstrap_cache_path = p.string();
 }
 
+// Starts `svc`; on failure says why and returns nullopt.
+asio::awaitable<std::optional<transport::tcp_endpoint>> start_or_say(service& svc) {
+  auto ep = co_await svc.start();
+  if (!ep) {
+    std::cerr << "crust-node: cannot listen: " << ep.error().message() << "\n";
+    co_return std::nullopt;
+  }
+  co_return *ep;
+}
+
 // listen and run: print events until the time is up or Ctrl-C. `run` also
 // keeps a bootstrap cache, follows config edits and bootstraps at start.
 int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_bootstrap) {
@@ -232,11 +242,8 @@ int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_
   if (run_mode) default_cache_path(opt, cfg);
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     service svc(io.get_executor(), cfg, *id);
-    auto ep = co_await svc.start();
-    if (!ep) {
-      std::cerr << "crust-node: cannot listen: " << ep.error().message() << "\n";
-      co_return 1;
-    }
+    auto ep = co_await start_or_say(svc);
+    if (!ep) co_return 1;
     if (opt.json)
       std::cout << json::serialize(json::object{{"event", "listening"},
                                                 {"endpoint", transport::to_string(*ep)},
@@ -320,11 +327,8 @@ int cmd_bootstrap(const options& opt) {
   default_cache_path(opt, cfg);
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     service svc(io.get_executor(), cfg, *id);
-    auto ep = co_await svc.start();
-    if (!ep) {
-      std::cerr << "crust-node: cannot listen: " << ep.error().message() << "\n";
-      co_return 1;
-    }
+    auto ep = co_await start_or_say(svc);
+    if (!ep) co_return 1;
     const auto cached = svc.cached_peers().size();
     auto boot = co_await svc.bootstrap();
     // Every event bootstrap produced, in order: the failures say what was tried.

@@ -270,6 +270,11 @@ TEST_CASE("admission: a node that does not accept bootstrap still takes ordinary
     CHECK(ev.detail.find("does not admit us") != std::string::npos);
     auto direct = co_await a->connect(ep_of(*b), b->id().public_key());
     CHECK(direct);
+    // Switched on at run time, the next bootstrap is admitted.
+    a->disconnect(b->id().id());
+    b->set_accept_bootstrap(true);
+    auto later = co_await a->bootstrap();
+    CHECK(later);
     co_await a->stop();
     co_await b->stop();
   });
