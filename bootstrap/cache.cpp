@@ -29,14 +29,10 @@ bool exempt(const ip::address& a) {
   return v6.is_link_local() || (b[0] & 0xfe) == 0xfc;  // fe80::/10, fc00::/7
 }
 
-ip::address unmapped(const ip::address& a) {
-  if (a.is_v6() && a.to_v6().is_v4_mapped()) return ip::make_address_v4(ip::v4_mapped, a.to_v6());
-  return a;
-}
 }  // namespace
 
 std::string address_group(const ip::address& raw) {
-  const auto a = unmapped(raw);
+  const auto a = transport::canonical(raw);
   if (exempt(a)) return {};
   char buf[32];
   if (a.is_v4()) {
@@ -80,14 +76,26 @@ void cache::insert_front(cache_entry e) {
   while (entries_.size() > limits_.capacity) entries_.pop_back();
 }
 
-bool cache::record_success(const peer_key& key, const transport::tcp_endpoint& ep, std::int64_t now,
-                           std::string_view source) {
+bool cache::add(cache_entry e) {
+  const auto& ep = e.endpoint;
   if (ep.port() == 0 || ep.address().is_unspecified() || ep.address().is_multicast()) return false;
   // One entry per peer, and one peer per endpoint: the newest word wins.
   std::erase_if(entries_,
-                [&](const cache_entry& x) { return x.key.id == key.id || x.endpoint == ep; });
-  insert_front(cache_entry{key, ep, now, 0, std::string(source)});
+                [&](const cache_entry& x) { return x.key.id == e.key.id || x.endpoint == ep; });
+  insert_front(std::move(e));
   return true;
+}
+
+bool cache::record_success(const peer_key& key, const transport::tcp_endpoint& ep, std::int64_t now,
+                           std::string_view source) {
+  return add(cache_entry{key, ep, now, 0, std::string(source)});
+}
+
+void cache::set_limits(cache_limits limits) {
+  limits_ = limits;
+  auto old = std::move(entries_);
+  entries_.clear();
+  for (auto it = old.rbegin(); it != old.rend(); ++it) add(std::move(*it));
 }
 
 bool cache::record_failure(const public_id& id, std::int64_t now) {
@@ -202,16 +210,10 @@ cache_load_report cache::parse(std::string_view text, std::string_view network_n
   }
   std::size_t usable = 0;
   for (auto it = ok.rbegin(); it != ok.rend(); ++it) {
-    const auto& e = *it;
-    if (e.endpoint.port() == 0 || e.endpoint.address().is_unspecified()) {
+    if (add(std::move(*it)))
+      ++usable;
+    else
       ++r.skipped;
-      continue;
-    }
-    ++usable;
-    std::erase_if(entries_, [&](const cache_entry& x) {
-      return x.key.id == e.key.id || x.endpoint == e.endpoint;
-    });
-    insert_front(e);
   }
   r.loaded = entries_.size();
   r.skipped += usable - entries_.size();  // duplicates and entries over a bound

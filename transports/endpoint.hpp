@@ -16,4 +16,8 @@ using tcp_endpoint = boost::asio::ip::tcp::endpoint;
 result<tcp_endpoint> parse_endpoint(std::string_view text);
 std::string to_string(const tcp_endpoint& ep);
 
+// The address as it should be compared: an IPv4-mapped IPv6 address
+// (::ffff:a.b.c.d, what a dual-stack socket reports) as plain IPv4.
+boost::asio::ip::address canonical(const boost::asio::ip::address& a);
+
 }  // namespace crust::transport
