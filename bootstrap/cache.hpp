@@ -64,6 +64,9 @@ class cache {
   bool record_failure(const public_id& id, std::int64_t now);
   bool remove(const public_id& id);
   void clear() { entries_.clear(); }
+  // New bounds; what no longer fits goes, as if the entries had been
+  // recorded again under them, oldest first.
+  void set_limits(cache_limits limits);
 
   // Fresh entries most recent first, then stale ones most recent first.
   std::vector<cache_entry> candidates(std::int64_t now) const;
@@ -85,6 +88,9 @@ class cache {
   result<void> save(const std::filesystem::path& path, std::string_view network_name) const;
 
  private:
+  // Puts `e` at the front, replacing entries of the same peer or endpoint;
+  // false (nothing changes) for an address no one can dial.
+  bool add(cache_entry e);
   void insert_front(cache_entry e);
   cache_limits limits_;
   std::deque<cache_entry> entries_;  // most recent first

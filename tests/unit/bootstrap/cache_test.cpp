@@ -49,6 +49,16 @@ TEST_CASE("cache: bounded; the least recently reached goes first") {
   CHECK(order(c, 5) == strings{"10.0.0.1:5", "10.0.0.1:4", "10.0.0.1:3"});
 }
 
+TEST_CASE("cache: tighter limits keep what they would have kept") {
+  cache c(cache_limits{.capacity = 10, .per_group = 10});
+  for (int i = 1; i <= 6; ++i)
+    c.record_success(new_key(), ep(("203.0.0." + std::to_string(i) + ":9").c_str()), i);
+  c.set_limits(cache_limits{.capacity = 10, .per_group = 2});
+  CHECK(order(c, 6) == strings{"203.0.0.6:9", "203.0.0.5:9"});
+  c.set_limits(cache_limits{.capacity = 1, .per_group = 2});
+  CHECK(order(c, 6) == strings{"203.0.0.6:9"});
+}
+
 TEST_CASE("cache: address groups") {
   CHECK(address_group(ip::make_address("203.0.113.7")) == "v4:203.0");
   CHECK(address_group(ip::make_address("::ffff:203.0.113.7")) == "v4:203.0");
