@@ -51,10 +51,7 @@ bool listed(const std::optional<std::vector<asio::ip::address>>& list,
             const std::optional<asio::ip::address>& ip) {
   if (!list) return true;  // no whitelist: everyone
   if (!ip) return false;
-  auto a = *ip;
-  if (a.is_v6() && a.to_v6().is_v4_mapped())
-    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
-  return std::find(list->begin(), list->end(), a) != list->end();
+  return std::find(list->begin(), list->end(), transport::canonical(*ip)) != list->end();
 }
 
 // The keys reload() applies to a running node.
@@ -191,7 +188,8 @@ class service::impl final : public detail::connection_owner,
         if (ec == asio::error::operation_aborted) co_return;
         continue;  // ICMP errors and the like: keep serving
       }
-      if (banned(from.address()) || !listed_anywhere(from.address())) continue;
+      // Blacklisted, or admitted by no whitelist: no answer.
+      if (refuse_address(from.address())) continue;
       if (!beacon_limiter_.allow(from.address(), clock::now())) continue;
       auto tcp = local_endpoint();
       if (!tcp) continue;
@@ -211,11 +209,6 @@ class service::impl final : public detail::connection_owner,
       (void)sec;
       (void)sent;
     }
-  }
-
-  // Whether any whitelist could admit `ip` (the beacon answers no one else).
-  bool listed_anywhere(const asio::ip::address& ip) const {
-    return !refuse_address(ip).has_value();
   }
 
   asio::awaitable<std::vector<bootstrap::beacon_contact>> discover_lan(duration window) {
@@ -464,27 +457,17 @@ class service::impl final : public detail::connection_owner,
     CRUST_LOG(info, "service",
               "bootstrap: " << all.size() << " candidates (" << from_cache.size() << " cached, "
                             << from_contacts.size() << " contacts)");
-    // Dials that succeed after another has won are closed, unless the
-    // connection existed before bootstrap began.
-    auto decided = std::make_shared<std::optional<public_id>>();
-    const std::set<public_id> before = [&] {
-      std::set<public_id> ids;
-      for (const auto& [id, conn] : peers_) ids.insert(id);
-      return ids;
-    }();
+    auto claim = std::make_shared<bootstrap_claim>();
+    for (const auto& [id, conn] : peers_) claim->before.insert(id);
     std::vector<attempt<peer_info>> attempts;
     if (lan) {
       // First in line: listen for LAN answers, then race dials to them.
-      attempts.push_back([this, decided, before]() -> asio::awaitable<result<peer_info>> {
+      attempts.push_back([this, claim]() -> asio::awaitable<result<peer_info>> {
         auto found = co_await discover_lan(cfg_.lan_discovery_window);
         std::vector<attempt<peer_info>> dials;
         for (const auto& c : found) {
-          dials.push_back([this, c, decided, before]() -> asio::awaitable<result<peer_info>> {
-            auto r = co_await connect(c.endpoints.front(), c.key, true);
-            if (r && *decided && **decided != r->id && !before.contains(r->id)) disconnect(r->id);
-            if (r && !*decided) *decided = r->id;
-            co_return r;
-          });
+          dials.push_back(
+              [this, c, claim] { return bootstrap_dial(c.endpoints.front(), c.key, claim); });
         }
         if (dials.empty()) co_return make_error_code(errc::no_contacts);
         auto out =
@@ -492,18 +475,12 @@ class service::impl final : public detail::connection_owner,
         co_return std::move(out.value);
       });
     }
-    for (const auto& c : all) {
-      attempts.push_back([this, c, decided, before]() -> asio::awaitable<result<peer_info>> {
-        auto r = co_await connect(c.to, c.key, true);
-        if (r && *decided && **decided != r->id && !before.contains(r->id)) disconnect(r->id);
-        if (r && !*decided) *decided = r->id;
-        co_return r;
-      });
-    }
+    for (const auto& c : all)
+      attempts.push_back([this, c, claim] { return bootstrap_dial(c.to, c.key, claim); });
     const std::size_t attempt_count = attempts.size();
     auto race =
         first_success(std::move(attempts), cfg_.bootstrap_stagger, cfg_.bootstrap_concurrency);
-    auto outcome = co_await with_deadline(std::move(race), cfg_.bootstrap_timeout);
+    auto outcome = co_await within(std::move(race), cfg_.bootstrap_timeout);
     const bool cancelled = co_await cancel_requested();
     if (cancelled) co_return make_error_code(errc::cancelled);
     if (!outcome) {
@@ -534,16 +511,24 @@ class service::impl final : public detail::connection_owner,
     co_return *outcome->value;
   }
 
-  // The race under an overall deadline: on expiry every attempt is
-  // cancelled (first_success waits for them) and the result is empty.
-  static asio::awaitable<std::optional<race_outcome<peer_info>>> with_deadline(
-      asio::awaitable<race_outcome<peer_info>> race, duration limit) {
-    using namespace asio::experimental::awaitable_operators;
-    timer deadline(co_await asio::this_coro::executor);
-    deadline.expires_after(limit);
-    auto r = co_await (std::move(race) || deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
-    if (r.index() == 0) co_return std::move(std::get<0>(r));
-    co_return std::nullopt;
+  // What one bootstrap's dials share: the first peer to admit us, and the
+  // peers connected before it began.
+  struct bootstrap_claim {
+    std::optional<public_id> winner;
+    std::set<public_id> before;
+  };
+
+  // One bootstrap dial. A dial that succeeds after another has won is
+  // closed, unless that connection existed before the bootstrap began.
+  asio::awaitable<result<peer_info>> bootstrap_dial(endpoint to, std::optional<peer_key> key,
+                                                    std::shared_ptr<bootstrap_claim> claim) {
+    auto r = co_await connect(to, key, true);
+    if (!r) co_return r;
+    if (!claim->winner)
+      claim->winner = r->id;
+    else if (*claim->winner != r->id && !claim->before.contains(r->id))
+      disconnect(r->id);
+    co_return r;
   }
 
   // --- the simultaneous-dial rule ---
@@ -634,7 +619,7 @@ class service::impl final : public detail::connection_owner,
   // --- admission ---
   void blacklist(const blacklist_entries& e) {
     for (const auto& id : e.peers) banned_ids_.insert(id);
-    for (const auto& a : e.addresses) banned_ips_.insert(normalised(a));
+    for (const auto& a : e.addresses) banned_ips_.insert(transport::canonical(a));
     std::vector<public_id> uncache = e.peers;
     for (const auto& x : cache_.entries())
       if (banned(x.endpoint.address())) uncache.push_back(x.key.id);
@@ -652,12 +637,12 @@ class service::impl final : public detail::connection_owner,
 
   void unblacklist(const blacklist_entries& e) {
     for (const auto& id : e.peers) banned_ids_.erase(id);
-    for (const auto& a : e.addresses) banned_ips_.erase(normalised(a));
+    for (const auto& a : e.addresses) banned_ips_.erase(transport::canonical(a));
   }
 
   bool is_blacklisted(const public_id& id) const { return banned_ids_.contains(id); }
   bool banned(const std::optional<asio::ip::address>& a) const {
-    return a && banned_ips_.contains(normalised(*a));
+    return a && banned_ips_.contains(transport::canonical(*a));
   }
 
   void set_accept_bootstrap(bool accept) { cfg_.accept_bootstrap = accept; }
@@ -678,10 +663,7 @@ class service::impl final : public detail::connection_owner,
     cfg_.bootstrap_cache_per_group = next.bootstrap_cache_per_group;
     cfg_.bootstrap_cache_per_source = next.bootstrap_cache_per_source;
     cfg_.bootstrap_cache_ttl = next.bootstrap_cache_ttl;
-    // Re-apply the cache bounds by re-reading what we hold.
-    bootstrap::cache resized(cache_limits_of(cfg_));
-    resized.parse(cache_.to_json(cfg_.network_name), cfg_.network_name);
-    cache_ = std::move(resized);
+    cache_.set_limits(cache_limits_of(cfg_));
     drop_contacts_from_cache();
     // Inbound peers the whitelists no longer allow.
     close_where(
@@ -800,12 +782,6 @@ class service::impl final : public detail::connection_owner,
   const config& cfg() const { return cfg_; }
 
  private:
-  static asio::ip::address normalised(asio::ip::address a) {
-    if (a.is_v6() && a.to_v6().is_v4_mapped())
-      return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
-    return a;
-  }
-
   // Why a connection from `ip` is refused before the handshake, if it is.
   std::optional<std::string> refuse_address(const std::optional<asio::ip::address>& ip) const {
     if (banned(ip)) return "blacklisted";

@@ -6,8 +6,8 @@
 // to return a value wins, the others are cancelled and awaited (their values,
 // if they also succeed, are destroyed, which closes them), and every loser's
 // error is kept. At most `max_in_flight` attempts run at once: a later one
-// whose start time has come waits for a running one to end. Plain `||` is only used for "operation
-// against a timer", in `with_timeout`.
+// whose start time has come waits for a running one to end. Plain `||` is
+// only used for "operation against a timer", in `within`.
 #pragma once
 
 #include "crust/base/clock.hpp"
@@ -33,17 +33,28 @@ namespace crust {
 
 namespace asio = boost::asio;
 
-// Runs `op` against a deadline. Returns op's result, or errc::timed_out (op
-// is then cancelled and has finished by the time this returns). Cancelling
-// the caller cancels op. T must be default-constructible (Asio 1.26).
+// Runs `op` against a deadline: op's value, or nullopt when the deadline
+// passed first (op is then cancelled and has finished by the time this
+// returns). Cancelling the caller cancels op. T must be
+// default-constructible (Asio 1.26).
 template <class T>
-asio::awaitable<result<T>> with_timeout(asio::awaitable<result<T>> op, duration limit) {
+asio::awaitable<std::optional<T>> within(asio::awaitable<T> op, duration limit) {
   using namespace asio::experimental::awaitable_operators;
   timer deadline(co_await asio::this_coro::executor);
   deadline.expires_after(limit);
   auto outcome =
       co_await (std::move(op) || deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
   if (outcome.index() == 0) co_return std::move(std::get<0>(outcome));
+  co_return std::nullopt;
+}
+
+// Runs `op` against a deadline. Returns op's result, or errc::timed_out (op
+// is then cancelled and has finished by the time this returns). Cancelling
+// the caller cancels op. T must be default-constructible (Asio 1.26).
+template <class T>
+asio::awaitable<result<T>> with_timeout(asio::awaitable<result<T>> op, duration limit) {
+  auto outcome = co_await within(std::move(op), limit);
+  if (outcome) co_return std::move(*outcome);
   co_return make_error_code(errc::timed_out);
 }
 
@@ -68,7 +79,6 @@ struct race_state {
     for (std::size_t i = 0; i < n; ++i) starts.push_back(std::make_unique<timer>(ex));
     for (std::size_t i = 0; i < n; ++i)
       signals.push_back(std::make_unique<asio::cancellation_signal>());
-    started.assign(n, false);
     due.assign(n, false);
     outcome.errors.assign(n, make_error_code(errc::cancelled));
   }
@@ -79,7 +89,6 @@ struct race_state {
   std::vector<bool> due;  // start time reached (it may still wait for room)
   std::vector<std::unique_ptr<timer>> starts;
   std::vector<std::unique_ptr<asio::cancellation_signal>> signals;
-  std::vector<bool> started;
   std::size_t remaining = 0;
   bool decided = false;
   std::exception_ptr bug;
@@ -107,7 +116,6 @@ asio::awaitable<result<T>> run_attempt(std::shared_ptr<race_state<T>> st, std::s
   st->due[i] = true;
   while (!st->decided && st->in_flight >= st->max_in_flight) co_await st->slot.wait();
   if (st->decided) co_return make_error_code(errc::cancelled);
-  st->started[i] = true;
   ++st->in_flight;
   struct release {
     race_state<T>* s;

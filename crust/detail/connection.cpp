@@ -66,8 +66,6 @@ asio::awaitable<result<void>> connection::wait_admitted() {
     if (cancelled) co_return make_error_code(errc::cancelled);
   }
   if (admitted_) co_return result<void>{};
-  if (peer_close_ && peer_close_->reason == close_reason::not_allowed)
-    co_return make_error_code(errc::not_allowed);
   co_return end_reason_ ? end_reason_ : make_error_code(errc::peer_closed);
 }
 
@@ -309,10 +307,10 @@ asio::awaitable<error_code> connection::run() {
   stream_.close();
   flushed_.notify();
   error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
-  end_reason_ = why;
-  admission_.notify();
   if (peer_close_ && peer_close_->reason == close_reason::not_allowed)
     why = make_error_code(errc::not_allowed);
+  end_reason_ = why;
+  admission_.notify();
   if (close_sent_ &&
       (why == errc::peer_closed || why == errc::timed_out || why == errc::duplicate_connection))
     why = make_error_code(errc::peer_closed);  // we closed, and it ended as it should

@@ -50,7 +50,6 @@ class connection : public std::enable_shared_from_this<connection> {
   // timed_out (no answer within the handshake timeout), the reason the
   // connection ended, cancelled.
   boost::asio::awaitable<result<void>> wait_admitted();
-  bool admitted() const noexcept { return admitted_; }
 
   // Queues a message. Errors: message_too_large, not_connected when closing.
   // Drops under back-pressure are reported as a messages_dropped event.
@@ -110,7 +109,7 @@ class connection : public std::enable_shared_from_this<connection> {
   close_reason close_reason_ = close_reason::normal;
   std::string close_text_;
   std::optional<secure::incoming_close> peer_close_;
-  error_code end_reason_;
+  error_code end_reason_;  // why run() ended, for wait_admitted()
   time_point last_received_;
   time_point last_sent_;
 };
