@@ -42,6 +42,24 @@ asio::awaitable<listening_node> started(test::child_process& p) {
   co_return listening_node{*ep, *key};
 }
 
+// The first of the next `most` lines of `p` that `pred` accepts, or
+// nullopt; each read waits at most 10 s.
+template <class Pred>
+asio::awaitable<std::optional<std::string>> line_where(test::child_process& p, Pred pred,
+                                                       int most = 5) {
+  for (int i = 0; i < most; ++i) {
+    auto line = co_await p.read_line(seconds(10));
+    REQUIRE(line);
+    if (pred(*line)) co_return line;
+  }
+  co_return std::nullopt;
+}
+
+// A JSON line's "event".
+std::string event_of(const std::string& line) {
+  return std::string(boost::json::parse(line).at("event").as_string());
+}
+
 std::vector<std::string> listen_args(const test::temp_dir& d) {
   return {node_binary(), "listen", "--json", "--echo", "--address",
           "127.0.0.1",   "--port", "0",      "--key",  (d.path / "node.key").string(),
@@ -114,19 +132,13 @@ TEST_CASE("process: crust-node id, send and listen work together") {
     auto sent_rc = co_await sender.wait();
     CHECK(sent_rc == std::optional<int>(0));
     // The listener prints the accept and the message as JSON lines.
-    bool saw_message = false;
-    for (int i = 0; i < 10 && !saw_message; ++i) {
-      auto line = co_await listener.read_line(seconds(10));
-      REQUIRE(line);
-      auto v = boost::json::parse(*line).as_object();
-      if (v.at("event").as_string() == "NewMessage") {
-        CHECK(v.at("peer").as_string() == sender_id);
-        CHECK(v.at("bytes").as_int64() == 11);
-        CHECK(v.at("signed").as_bool());
-        saw_message = true;
-      }
-    }
-    CHECK(saw_message);
+    auto message = co_await line_where(
+        listener, [](const std::string& l) { return event_of(l) == "NewMessage"; }, 10);
+    REQUIRE(message);
+    auto v = boost::json::parse(*message).as_object();
+    CHECK(v.at("peer").as_string() == sender_id);
+    CHECK(v.at("bytes").as_int64() == 11);
+    CHECK(v.at("signed").as_bool());
   });
 }
 
@@ -160,13 +172,9 @@ TEST_CASE("process: crust-node run serves a bootstrap; crust-node bootstrap repo
     CHECK(loaded.problem.empty());
     CHECK(cached.size() == 0);
     // The running node printed the accepted bootstrap.
-    bool saw_accept = false;
-    for (int i = 0; i < 5 && !saw_accept; ++i) {
-      auto line = co_await node.read_line(seconds(10));
-      REQUIRE(line);
-      saw_accept = boost::json::parse(*line).at("event").as_string() == "BootstrapAccept";
-    }
-    CHECK(saw_accept);
+    auto accept = co_await line_where(
+        node, [](const std::string& l) { return event_of(l) == "BootstrapAccept"; });
+    CHECK(accept.has_value());
     // With no contacts and an empty cache there is nobody to ask: a clear failure.
     // (Its own network, so the running node's LAN beacon does not answer it.)
     test::child_process alone(io.get_executor(),
@@ -208,21 +216,14 @@ TEST_CASE("process: crust-node chat carries lines between two processes") {
     REQUIRE(joined);
     CHECK(joined->rfind("chatting with", 0) == 0);
     dialling.write_stdin("hello from b\n");
-    bool heard = false;
-    for (int i = 0; i < 5 && !heard; ++i) {
-      auto line = co_await waiting.read_line(seconds(10));
-      REQUIRE(line);
-      heard = line->find(": hello from b") != std::string::npos;
-    }
-    CHECK(heard);
+    auto heard = co_await line_where(waiting, [](const std::string& l) {
+      return l.find(": hello from b") != std::string::npos;
+    });
+    CHECK(heard.has_value());
     waiting.write_stdin("and back\n");
-    bool heard_back = false;
-    for (int i = 0; i < 5 && !heard_back; ++i) {
-      auto line = co_await dialling.read_line(seconds(10));
-      REQUIRE(line);
-      heard_back = line->find(": and back") != std::string::npos;
-    }
-    CHECK(heard_back);
+    auto heard_back = co_await line_where(
+        dialling, [](const std::string& l) { return l.find(": and back") != std::string::npos; });
+    CHECK(heard_back.has_value());
     dialling.close_stdin();  // end of input: b flushes, closes and exits
     auto b_rc = co_await dialling.wait(seconds(10));
     CHECK(b_rc == std::optional<int>(0));
