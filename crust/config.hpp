@@ -37,8 +37,13 @@ struct config {
   bool accept_address_only = true;         // answer Noise XX dials from peers without our key
 
   // --- bootstrap and admission (bootstrap/, DESIGN.md §6) ---
-  node_role role = node_role::node;                   // what we tell peers we dial
-  bool accept_bootstrap = true;                       // admit peers that bootstrap off us
+  node_role role = node_role::node;  // what we tell peers we dial
+  bool accept_bootstrap = true;      // admit peers that bootstrap off us
+  // Before admitting a *node* that bootstraps off us, dial it back at the
+  // address it came from and the port its hello names, and refuse it if
+  // that fails (Crust's external-reachability check). Off by default: on a
+  // LAN, or behind a NAT without a mapping, it refuses peers that work.
+  bool external_reachability_check = false;
   std::uint16_t udp_port = 0;                         // reserved for µTP and STUN; not used yet
   bool enable_lan_discovery = true;                   // answer and send LAN beacons
   std::uint16_t service_discovery_port = 5484;        // the LAN beacon's UDP port

@@ -35,7 +35,8 @@ std::string describe(const event& e) {
           },
           [](const events::connect_success& c) { return "ConnectSuccess " + who(c.peer); },
           [](const events::connect_failure& c) {
-            return "ConnectFailure " + c.endpoint + ": " + c.error.message();
+            return "ConnectFailure " + c.endpoint + ": " + c.error.message() +
+                   (c.detail.empty() ? "" : " - " + c.detail);
           },
           [](const events::listener_started& l) { return "ListenerStarted " + l.endpoint; },
           [](const events::listener_failed& l) {

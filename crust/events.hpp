@@ -56,6 +56,7 @@ struct connect_failure {
   std::string endpoint;
   std::optional<public_id> peer;
   error_code error;
+  std::string detail;  // what a refusing peer said ("not whitelisted as a node"), or ""
 };
 struct listener_started {
   std::string endpoint;

@@ -1,6 +1,7 @@
 #include "crust/service.hpp"
 
 #include "bootstrap/beacon.hpp"
+#include "bootstrap/lan.hpp"
 
 #include "crust/base/log.hpp"
 #include "crust/base/notifier.hpp"
@@ -11,10 +12,6 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/udp.hpp>
-
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 
 #include <algorithm>
 #include <chrono>
@@ -56,34 +53,12 @@ bool listed(const std::optional<std::vector<asio::ip::address>>& list,
 
 // The keys reload() applies to a running node.
 const std::set<std::string, std::less<>> live_keys = {
-    "whitelisted_node_ips",       "whitelisted_client_ips", "accept_bootstrap",
-    "hard_coded_contacts",        "bootstrap_timeout_ms",   "bootstrap_concurrency",
-    "bootstrap_stagger_ms",       "bootstrap_cache_size",   "bootstrap_cache_per_group",
-    "bootstrap_cache_per_source", "bootstrap_cache_ttl_s",  "lan_discovery_window_ms",
+    "whitelisted_node_ips",        "whitelisted_client_ips", "accept_bootstrap",
+    "hard_coded_contacts",         "bootstrap_timeout_ms",   "bootstrap_concurrency",
+    "bootstrap_stagger_ms",        "bootstrap_cache_size",   "bootstrap_cache_per_group",
+    "bootstrap_cache_per_source",  "bootstrap_cache_ttl_s",  "lan_discovery_window_ms",
+    "external_reachability_check",
 };
-
-// Where a LAN beacon request goes: every up interface's IPv4 broadcast
-// address, and loopback's (127.255.255.255) so nodes on one host find
-// each other too.
-std::vector<asio::ip::address> broadcast_targets() {
-  std::vector<asio::ip::address> out;
-  ifaddrs* list = nullptr;
-  if (::getifaddrs(&list) == 0) {
-    for (auto* i = list; i; i = i->ifa_next) {
-      if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
-      if ((i->ifa_flags & IFF_LOOPBACK)) {
-        out.push_back(asio::ip::make_address("127.255.255.255"));
-      } else if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr) {
-        const auto* b = reinterpret_cast<const sockaddr_in*>(i->ifa_broadaddr);
-        out.push_back(asio::ip::address_v4(ntohl(b->sin_addr.s_addr)));
-      }
-    }
-    ::freeifaddrs(list);
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
 
 }  // namespace
 
@@ -119,18 +94,61 @@ class service::impl final : public detail::connection_owner,
   }
   const identity& me() const override { return id_; }
 
-  std::optional<std::string> admit(const std::shared_ptr<connection>& conn,
-                                   const secure::incoming_hello& hello) override {
-    if (stopping_) return "service stopping";
-    if (banned_ids_.contains(conn->info().id) || banned(conn->remote_ip())) return "blacklisted";
-    const auto& list =
-        hello.role == node_role::client ? cfg_.whitelisted_client_ips : cfg_.whitelisted_node_ips;
-    if (!listed(list, conn->remote_ip()))
-      return std::string("not whitelisted as a ") + to_string(hello.role);
-    if (hello.bootstrap && !cfg_.accept_bootstrap) return "not accepting bootstrap connections";
+  asio::awaitable<std::optional<std::string>> admit(const std::shared_ptr<connection>& conn,
+                                                    const secure::incoming_hello& hello) override {
+    auto refusal = admission_refusal(*conn, hello);
+    if (refusal) co_return refusal;
+    if (cfg_.external_reachability_check && hello.bootstrap && hello.role == node_role::node) {
+      auto self = shared_from_this();
+      auto unreachable = co_await dial_back(conn->remote_ip(), hello.listen_port, conn->info().key);
+      if (unreachable) co_return "not reachable from outside: " + *unreachable;
+      // Things may have changed while we dialled.
+      refusal = admission_refusal(*conn, hello);
+      if (refusal) co_return refusal;
+    }
     auto current = adopt(conn);
     if (current == conn) post_event(events::bootstrap_accept{conn->info()});
+    co_return std::nullopt;
+  }
+  std::optional<std::string> admission_refusal(const connection& conn,
+                                               const secure::incoming_hello& hello) const {
+    if (stopping_) return "service stopping";
+    if (banned_ids_.contains(conn.info().id) || banned(conn.remote_ip())) return "blacklisted";
+    const auto& list =
+        hello.role == node_role::client ? cfg_.whitelisted_client_ips : cfg_.whitelisted_node_ips;
+    if (!listed(list, conn.remote_ip()))
+      return std::string("not whitelisted as a ") + to_string(hello.role);
+    if (hello.bootstrap && !cfg_.accept_bootstrap) return "not accepting bootstrap connections";
     return std::nullopt;
+  }
+
+  // The external-reachability check: a TCP connect to where the peer says
+  // it listens, and a Noise XK handshake that only the holder of `key`
+  // completes; then the socket is closed (the peer sees a handshake with no
+  // hello, which it never announces). Within half the handshake timeout, so
+  // the answer reaches the dialler before its own admission deadline.
+  // Returns nullopt when it worked, else what went wrong, for the refusal.
+  asio::awaitable<std::optional<std::string>> dial_back(const std::optional<asio::ip::address>& ip,
+                                                        std::uint16_t port, peer_key key) {
+    if (!ip || port == 0) co_return std::string("it named no listening port");
+    const endpoint to(*ip, port);
+    auto attempt = [&]() -> asio::awaitable<result<void>> {
+      auto s = co_await transport::tcp_dial(to);
+      if (!s) co_return s.error();
+      auto hs = co_await secure::run_handshake(
+          *s, secure::handshake::initiator(id_, cfg_.network_name, key));
+      if (!hs) co_return hs.error();
+      if (hs->remote.id != key.id) co_return make_error_code(errc::wrong_peer_key);
+      co_return result<void>{};
+    };
+    auto r = co_await with_timeout(attempt(), cfg_.handshake_timeout / 2);
+    if (r) {
+      CRUST_LOG(debug, "service", "dial-back to " << transport::to_string(to) << " succeeded");
+      co_return std::nullopt;
+    }
+    CRUST_LOG(info, "service",
+              "dial-back to " << transport::to_string(to) << " failed: " << r.error().message());
+    co_return transport::to_string(to) + ": " + r.error().message();
   }
 
   // --- listening ---
@@ -158,113 +176,43 @@ class service::impl final : public detail::connection_owner,
     co_return bound;
   }
 
-  // --- the LAN beacon ---
+  // --- the LAN beacon (bootstrap/lan.hpp moves the bytes) ---
   void start_beacon() {
-    const endpoint at(asio::ip::address_v4::any(), cfg_.service_discovery_port);
-    const std::string where = "udp beacon " + transport::to_string(at);
-    asio::ip::udp::socket sock(ex_);
-    error_code ec;
-    sock.open(asio::ip::udp::v4(), ec);
-    if (!ec) sock.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) sock.bind({at.address(), at.port()}, ec);
-    if (ec) {
-      CRUST_LOG(warn, "service", "no LAN beacon: " << where << ": " << ec.message());
-      post_event(events::listener_failed{where, ec});
-      return;
+    beacon_ = std::make_unique<bootstrap::beacon_responder>(ex_, cfg_.service_discovery_port);
+    for (const auto& o : beacon_->open()) {
+      if (o.ok) {
+        post_event(events::listener_started{o.what});
+      } else {
+        CRUST_LOG(warn, "service", "no LAN beacon: " << o.what << ": " << o.error.message());
+        post_event(events::listener_failed{o.what, o.error});
+      }
     }
-    beacon_.emplace(std::move(sock));
-    post_event(events::listener_started{where});
-    spawn(beacon_loop(), "beacon");
+    if (!beacon_->is_open()) return;
+    spawn(beacon_->serve([this](byte_span request, const asio::ip::udp::endpoint& from) {
+      return answer_beacon(request, from);
+    }),
+          "beacon");
   }
 
-  asio::awaitable<void> beacon_loop() {
-    std::vector<byte> buf(2048);
-    for (;;) {
-      asio::ip::udp::endpoint from;
-      auto [ec, n] = co_await beacon_->async_receive_from(asio::buffer(buf), from,
-                                                          asio::as_tuple(asio::use_awaitable));
-      if (stopping_ || !beacon_ || !beacon_->is_open()) co_return;
-      if (ec) {
-        if (ec == asio::error::operation_aborted) co_return;
-        continue;  // ICMP errors and the like: keep serving
-      }
-      // Blacklisted, or admitted by no whitelist: no answer.
-      if (refuse_address(from.address())) continue;
-      if (!beacon_limiter_.allow(from.address(), clock::now())) continue;
-      auto tcp = local_endpoint();
-      if (!tcp) continue;
-      std::vector<bootstrap::advertised_endpoint> eps;
-      if (tcp->address().is_unspecified()) {
-        eps.push_back({std::nullopt, tcp->port()});
-      } else {
-        // A node listening on loopback is only news to its own host.
-        if (tcp->address().is_loopback() && !from.address().is_loopback()) continue;
-        eps.push_back({tcp->address(), tcp->port()});
-      }
-      auto reply = bootstrap::beacon_answer(byte_span(buf.data(), n), cfg_.network_name, id_, eps,
-                                            unix_now());
-      if (!reply) continue;  // another network, malformed, or too small to answer
-      auto [sec, sent] = co_await beacon_->async_send_to(asio::buffer(*reply), from,
-                                                         asio::as_tuple(asio::use_awaitable));
-      (void)sec;
-      (void)sent;
-    }
+  std::optional<bytes> answer_beacon(byte_span request, const asio::ip::udp::endpoint& from) {
+    // Blacklisted, or admitted by no whitelist: no answer.
+    if (stopping_ || refuse_address(from.address())) return std::nullopt;
+    if (!beacon_limiter_.allow(transport::canonical(from.address()), clock::now()))
+      return std::nullopt;
+    auto tcp = local_endpoint();
+    if (!tcp) return std::nullopt;
+    auto eps = bootstrap::advertised_endpoints(*tcp, from.address());
+    if (eps.empty()) return std::nullopt;
+    // nullopt for another network, malformed, or too small to answer.
+    return bootstrap::beacon_answer(request, cfg_.network_name, id_, eps, unix_now());
   }
 
   asio::awaitable<std::vector<bootstrap::beacon_contact>> discover_lan(duration window) {
-    std::vector<bootstrap::beacon_contact> found;
-    asio::ip::udp::socket sock(ex_);
-    error_code ec;
-    sock.open(asio::ip::udp::v4(), ec);
-    if (!ec) sock.set_option(asio::socket_base::broadcast(true), ec);
-    if (!ec) sock.bind({asio::ip::address_v4::any(), 0}, ec);
-    if (ec) {
-      CRUST_LOG(warn, "service", "LAN discovery: cannot open a socket: " << ec.message());
-      co_return found;
-    }
     bootstrap::beacon_query query(cfg_.network_name);
-    const auto request = query.request();
-    const auto targets = broadcast_targets();
-    auto send_all = [&] {
-      for (const auto& t : targets) {
-        error_code sec;
-        sock.send_to(asio::buffer(request), {t, cfg_.service_discovery_port}, 0, sec);
-        if (sec)
-          CRUST_LOG(debug, "service",
-                    "LAN discovery: sending to " << t.to_string() << ": " << sec.message());
-      }
-    };
-    send_all();
-    bool resent = false;
-    const auto deadline = clock::now() + window;
-    std::vector<byte> buf(2048);
-    using namespace asio::experimental::awaitable_operators;
-    timer t(ex_);
-    while (clock::now() < deadline) {
-      // Once more a third of the way in, for a request lost on the way.
-      const auto resend_at = deadline - window * 2 / 3;
-      t.expires_at(!resent && clock::now() < resend_at ? resend_at : deadline);
-      asio::ip::udp::endpoint from;
-      auto got = co_await (
-          sock.async_receive_from(asio::buffer(buf), from, asio::as_tuple(asio::use_awaitable)) ||
-          t.async_wait(asio::as_tuple(asio::use_awaitable)));
-      const bool cancelled = co_await cancel_requested();
-      if (cancelled || stopping_) break;
-      if (got.index() == 1) {
-        if (!resent) {
-          resent = true;
-          send_all();
-        }
-        continue;
-      }
-      auto [rec, n] = std::get<0>(got);
-      if (rec) continue;
-      auto c = query.accept(byte_span(buf.data(), n), from.address());
-      if (!c || c->key.id == id_.id() || banned_ids_.contains(c->key.id)) continue;
-      const bool dup = std::any_of(found.begin(), found.end(),
-                                   [&](const auto& f) { return f.key.id == c->key.id; });
-      if (!dup) found.push_back(std::move(*c));
-    }
+    auto found = co_await bootstrap::discover_lan(
+        query, cfg_.service_discovery_port, window, [this](const bootstrap::beacon_contact& c) {
+          return c.key.id != id_.id() && !banned_ids_.contains(c.key.id);
+        });
     CRUST_LOG(
         info, "service",
         "LAN discovery: " << found.size() << " peers of \"" << cfg_.network_name << "\" answered");
@@ -374,14 +322,16 @@ class service::impl final : public detail::connection_owner,
   asio::awaitable<result<peer_info>> dial(endpoint to, std::optional<peer_key> key,
                                           bool for_bootstrap) {
     const std::string where = transport::to_string(to);
-    auto fail = [&](error_code ec) -> result<peer_info> {
+    auto fail = [&](error_code ec, std::string detail = {}) -> result<peer_info> {
       std::optional<public_id> who;
       if (key) who = key->id;
       if (key && ec != errc::cancelled && ec != errc::shutting_down && ec != errc::blacklisted &&
           cache_.record_failure(key->id, unix_now()))
         save_cache();
-      post_event(events::connect_failure{where, who, ec});
-      CRUST_LOG(info, "service", "connect to " << where << " failed: " << ec.message());
+      CRUST_LOG(info, "service",
+                "connect to " << where << " failed: " << ec.message()
+                              << (detail.empty() ? "" : " - " + detail));
+      post_event(events::connect_failure{where, who, ec, std::move(detail)});
       return ec;
     };
     auto attempt = transport::tcp_dial(to);
@@ -402,13 +352,14 @@ class service::impl final : public detail::connection_owner,
     const peer_key remote = hs->remote;
     auto conn =
         std::make_shared<connection>(std::move(*s), std::move(*hs), cfg_, *this, clock::now() - t0);
-    conn->send_hello(cfg_.role, for_bootstrap);
+    const auto listening = local_endpoint();
+    conn->send_hello(cfg_.role, for_bootstrap, listening ? listening->port() : 0);
     spawn(run_connection(conn), "connection");
     auto admission = co_await with_timeout(conn->wait_admitted(), cfg_.handshake_timeout);
     const bool cancelled_in_admission = co_await cancel_requested();
     if (cancelled_in_admission || !admission) conn->abort();
     if (cancelled_in_admission) co_return make_error_code(errc::cancelled);
-    if (!admission) co_return fail(admission.error());
+    if (!admission) co_return fail(admission.error(), conn->peer_close_detail());
     if (stopping_) co_return make_error_code(errc::shutting_down);
     auto current = adopt(conn);
     if (!is_contact(to, remote.id) && cache_.record_success(remote, to, unix_now())) save_cache();
@@ -663,6 +614,8 @@ class service::impl final : public detail::connection_owner,
     cfg_.bootstrap_cache_per_group = next.bootstrap_cache_per_group;
     cfg_.bootstrap_cache_per_source = next.bootstrap_cache_per_source;
     cfg_.bootstrap_cache_ttl = next.bootstrap_cache_ttl;
+    cfg_.lan_discovery_window = next.lan_discovery_window;
+    cfg_.external_reachability_check = next.external_reachability_check;
     cache_.set_limits(cache_limits_of(cfg_));
     drop_contacts_from_cache();
     // Inbound peers the whitelists no longer allow.
@@ -864,10 +817,7 @@ class service::impl final : public detail::connection_owner,
       error_code ec;
       acceptor_->close(ec);
     }
-    if (beacon_) {
-      error_code ec;
-      beacon_->close(ec);
-    }
+    if (beacon_) beacon_->close();
     event_ready_.notify();
     event_space_.notify();
   }
@@ -895,7 +845,7 @@ class service::impl final : public detail::connection_owner,
   std::uint64_t next_ticket_ = 0;
   bool stopping_ = false;
   bootstrap::cache cache_;
-  std::optional<asio::ip::udp::socket> beacon_;
+  std::unique_ptr<bootstrap::beacon_responder> beacon_;
   bootstrap::beacon_rate_limiter beacon_limiter_;
   std::set<public_id> banned_ids_;
   std::set<asio::ip::address> banned_ips_;

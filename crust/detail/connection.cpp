@@ -53,8 +53,8 @@ connection::connection(transport::stream s, secure::handshake_result hs, const c
   info_.connection_id = to_hex(byte_span(hs.keys.handshake_hash).first(8));
 }
 
-void connection::send_hello(node_role role, bool bootstrap) {
-  control_.push_back(secure::encode_hello(role, bootstrap));
+void connection::send_hello(node_role role, bool bootstrap, std::uint16_t listen_port) {
+  control_.push_back(secure::encode_hello(role, bootstrap, listen_port));
   writer_wake_.notify();
 }
 
@@ -69,20 +69,21 @@ asio::awaitable<result<void>> connection::wait_admitted() {
   co_return end_reason_ ? end_reason_ : make_error_code(errc::peer_closed);
 }
 
-result<void> connection::on_hello(const secure::incoming_hello& h) {
-  if (!awaiting_hello_) return make_error_code(errc::protocol_violation);
-  awaiting_hello_ = false;
+asio::awaitable<void> connection::on_hello(secure::incoming_hello h) {
   info_.role = h.role;
-  auto refusal = owner_.admit(shared_from_this(), h);
+  auto self = shared_from_this();  // named: GCC 12 and temporaries across co_await
+  delivering_ = true;
+  auto refusal = co_await owner_.admit(self, h);
+  delivering_ = false;
+  if (closing_ || ended_) co_return;
   if (refusal) {
     refused_ = true;
     close(close_reason::not_allowed, *refusal);
-    return {};
+    co_return;
   }
   admitted_ = true;
   control_.push_back(secure::encode_admit());
   writer_wake_.notify();
-  return {};
 }
 
 result<void> connection::send(bytes payload, priority prio, bool sign) {
@@ -210,7 +211,11 @@ result<void> connection::handle(const secure::incoming& in, bool& ended, error_c
       !std::holds_alternative<secure::incoming_heartbeat>(in) &&
       !std::holds_alternative<secure::incoming_close>(in))
     return make_error_code(errc::protocol_violation);
-  if (auto* h = std::get_if<secure::incoming_hello>(&in)) return on_hello(*h);
+  if (std::holds_alternative<secure::incoming_hello>(in)) {
+    if (!awaiting_hello_) return make_error_code(errc::protocol_violation);
+    awaiting_hello_ = false;
+    return {};  // the reader awaits on_hello()
+  }
   if (std::holds_alternative<secure::incoming_admit>(in)) {
     if (info_.inbound || admitted_) return make_error_code(errc::protocol_violation);
     admitted_ = true;
@@ -266,6 +271,10 @@ asio::awaitable<error_code> connection::reader() {
         error_code why;
         if (auto h = handle(*rec, ended, why); !h) co_return h.error();
         if (ended) co_return why;
+        if (auto* h = std::get_if<secure::incoming_hello>(&*rec)) {
+          secure::incoming_hello hello = *h;
+          co_await on_hello(hello);
+        }
         if (refused_) continue;  // refused: the rest is read only to see the close
         if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {
           // Named, not a temporary inside the co_await: GCC 12 mishandles

@@ -29,9 +29,12 @@ class connection_owner {
   virtual void post_event(event ev) = 0;
   virtual const identity& me() const = 0;
   // An inbound connection's hello arrived: nullopt admits it (the owner
-  // registers it), a text refuses it (it is closed with not_allowed).
-  virtual std::optional<std::string> admit(const std::shared_ptr<class connection>& conn,
-                                           const secure::incoming_hello& hello) = 0;
+  // registers it), a text refuses it (it is closed with not_allowed). It
+  // may take a while (a reachability dial-back); the connection reads
+  // nothing meanwhile, and if it ends before the answer, the answer is
+  // not acted on.
+  virtual boost::asio::awaitable<std::optional<std::string>> admit(
+      const std::shared_ptr<class connection>& conn, const secure::incoming_hello& hello) = 0;
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -44,8 +47,9 @@ class connection : public std::enable_shared_from_this<connection> {
   bool initiated_by_us() const noexcept { return !info_.inbound; }
   const std::optional<boost::asio::ip::address>& remote_ip() const noexcept { return remote_ip_; }
 
-  // Outbound: say who we are; goes out before anything else.
-  void send_hello(node_role role, bool bootstrap);
+  // Outbound: say who we are, and where we listen (0: nowhere); goes out
+  // before anything else.
+  void send_hello(node_role role, bool bootstrap, std::uint16_t listen_port);
   // Outbound: waits for the peer's admit. Errors: not_allowed (refused),
   // timed_out (no answer within the handshake timeout), the reason the
   // connection ended, cancelled.
@@ -76,7 +80,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void seal_message(const secure::outgoing_message& m);
   void add_record(byte_span header, byte_span data);
   void finish_frame();
-  result<void> on_hello(const secure::incoming_hello& h);
+  boost::asio::awaitable<void> on_hello(secure::incoming_hello h);
 
   transport::stream stream_;
   connection_owner& owner_;  // outlives run(): the service awaits every connection
@@ -105,7 +109,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool closing_ = false;
   bool close_sent_ = false;
   bool ended_ = false;
-  bool delivering_ = false;
+  bool delivering_ = false;  // the reader waits on the owner, not on the peer
   close_reason close_reason_ = close_reason::normal;
   std::string close_text_;
   std::optional<secure::incoming_close> peer_close_;

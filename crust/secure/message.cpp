@@ -78,9 +78,12 @@ bytes encode_heartbeat() {
   return {static_cast<byte>(record_type::heartbeat)};
 }
 
-bytes encode_hello(node_role role, bool bootstrap) {
+bytes encode_hello(node_role role, bool bootstrap, std::uint16_t listen_port) {
+  // Built whole: GCC 12 warns falsely (-Warray-bounds) on growing a
+  // vector made from a three-byte initializer list.
   return {static_cast<byte>(record_type::hello), static_cast<byte>(role),
-          static_cast<byte>(bootstrap ? flag_bootstrap : 0)};
+          static_cast<byte>(bootstrap ? flag_bootstrap : 0), static_cast<byte>(listen_port >> 8),
+          static_cast<byte>(listen_port & 0xff)};
 }
 
 bytes encode_admit() {
@@ -112,10 +115,12 @@ result<incoming> reassembler::feed(byte_span body) {
       return incoming{std::move(c)};
     }
     case record_type::hello:
-      if (body.size() != 3 || body[1] > static_cast<byte>(node_role::client) ||
-          (body[2] & ~flag_bootstrap) != 0)
+      if ((body.size() != 3 && body.size() != 5) ||
+          body[1] > static_cast<byte>(node_role::client) || (body[2] & ~flag_bootstrap) != 0)
         return violation;
-      return incoming{incoming_hello{static_cast<node_role>(body[1]), body[2] == flag_bootstrap}};
+      return incoming{
+          incoming_hello{static_cast<node_role>(body[1]), body[2] == flag_bootstrap,
+                         body.size() == 5 ? get_u16(body.data() + 3) : std::uint16_t{0}}};
     case record_type::admit:
       if (body.size() != 1) return violation;
       return incoming{incoming_admit{}};

@@ -10,7 +10,10 @@
 //   heartbeat: u8 2
 //   close:     u8 3 | u8 reason | UTF-8 text (at most 256 bytes)
 //   hello:     u8 4 | u8 role (0 node, 1 client) | u8 flags (1 bootstrap)
-//              the dialler's first record on every connection
+//              | [u16be the dialler's TCP listening port, 0 = none]
+//              the dialler's first record on every connection (the port
+//              is for the acceptor's optional reachability dial-back; a
+//              3-byte hello, without it, is read as port 0)
 //   admit:     u8 5   the acceptor's answer to a hello it accepts (a refusal
 //              is a close record with reason not_allowed)
 // A record never spans frames. Fragments of one message are contiguous; a
@@ -87,7 +90,7 @@ inline constexpr std::size_t fragment_header = 3;
 
 bytes encode_close(close_reason reason, std::string_view text);
 bytes encode_heartbeat();
-bytes encode_hello(node_role role, bool bootstrap);
+bytes encode_hello(node_role role, bool bootstrap, std::uint16_t listen_port = 0);
 bytes encode_admit();
 
 // What the reassembler hands up.
@@ -104,6 +107,7 @@ struct incoming_close {
 struct incoming_hello {
   node_role role = node_role::node;
   bool bootstrap = false;
+  std::uint16_t listen_port = 0;  // 0: the dialler did not say (or does not listen)
 };
 struct incoming_admit {};
 // A message over the limit: its fragments are skipped, the connection lives.

@@ -3,6 +3,7 @@
 // and the cache file surviving kill -9.
 #include "bootstrap/cache.hpp"
 #include "crust/base/file.hpp"
+#include "crust/base/race.hpp"
 #include "support/co_test.hpp"
 #include "support/temp_dir.hpp"
 #include "transports/tcp.hpp"
@@ -280,6 +281,66 @@ TEST_CASE("admission: a node that does not accept bootstrap still takes ordinary
   });
 }
 
+TEST_CASE("admission: the external-reachability check dials bootstrapping nodes back") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto bcfg = test::loopback_config();
+    bcfg.external_reachability_check = true;
+    auto b = test::make_node(io, bcfg);
+    REQUIRE(co_await b->start());
+    auto cfg = test::loopback_config();
+    cfg.hard_coded_contacts = {contact_of(*b)};
+
+    // Listening where it dials from: dialled back, admitted. The dial-back's
+    // own handshake is never announced as a peer at either end.
+    auto reachable = test::make_node(io, cfg);
+    REQUIRE(co_await reachable->start());
+    auto boot = co_await reachable->bootstrap();
+    REQUIRE(boot);
+    CHECK(boot->id == b->id().id());
+    auto accepted = co_await test::next_of<events::bootstrap_accept>(*b);
+    CHECK(accepted.peer.id == reachable->id().id());
+    CHECK(reachable->peers().size() == 1);
+
+    // Listening only on 127.0.0.2 while dialling from 127.0.0.1 (as behind
+    // a NAT with no mapping): the dial-back is refused, and so is the node,
+    // which is told why.
+    auto elsewhere_cfg = cfg;
+    elsewhere_cfg.listen_address = "127.0.0.2";
+    auto elsewhere = test::make_node(io, elsewhere_cfg);
+    REQUIRE(co_await elsewhere->start());
+    auto refused = co_await elsewhere->bootstrap();
+    CHECK(refused.error() == errc::all_attempts_failed);
+    auto why = co_await test::next_of<events::connect_failure>(*elsewhere);
+    CHECK(why.error == errc::not_allowed);
+    CHECK(why.detail.find("not reachable from outside") != std::string::npos);
+    CHECK(why.detail.find("127.0.0.1:" + std::to_string(ep_of(*elsewhere).port())) !=
+          std::string::npos);
+
+    // Not listening at all: refused without a dial.
+    auto silent = test::make_node(io, cfg);  // never started
+    auto none = co_await silent->bootstrap();
+    CHECK(none.error() == errc::all_attempts_failed);
+    auto said = co_await test::next_of<events::connect_failure>(*silent);
+    CHECK(said.detail.find("named no listening port") != std::string::npos);
+
+    // Clients and ordinary connects are not checked.
+    auto ccfg = cfg;
+    ccfg.role = node_role::client;
+    auto client = test::make_node(io, ccfg);
+    CHECK(co_await client->bootstrap());
+    CHECK(co_await silent->connect(ep_of(*b), b->id().public_key()));
+
+    // Switched off on the running node: the unreachable node gets in.
+    auto off = bcfg;
+    off.external_reachability_check = false;
+    CHECK(b->reload(off).empty());
+    CHECK(co_await elsewhere->bootstrap());
+    CHECK(b->peers().size() == 4);
+    for (auto* n : {&reachable, &elsewhere, &silent, &client}) co_await (*n)->stop();
+    co_await b->stop();
+  });
+}
+
 TEST_CASE("blacklist: connections close, the peer is refused both ways, and it can be lifted") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     auto p = co_await test::connected_pair(io);
@@ -449,8 +510,10 @@ TEST_CASE("LAN discovery (loopback): our network's peers answer, signed; others 
       REQUIRE(co_await n->start());
       auto tcp = co_await test::next_of<events::listener_started>(*n);
       auto udp = co_await test::next_of<events::listener_started>(*n);
+      auto udp6 = co_await test::next_of<events::listener_started>(*n);
       CHECK(tcp.endpoint.find("tcp ") == 0);
       CHECK(udp.endpoint.find("udp beacon") == 0);
+      CHECK(udp6.endpoint.find("udp6 beacon [::]:") == 0);
     }
     auto a = test::make_node(io, lan_config(port, "lab"));
     REQUIRE(co_await a->start());
@@ -482,5 +545,44 @@ TEST_CASE("LAN discovery (loopback): our network's peers answer, signed; others 
     auto after = co_await a->discover_lan(milliseconds(200));
     CHECK(after.empty());
     for (auto* n : {a.get(), b.get(), c.get(), other.get(), lonely.get()}) co_await n->stop();
+  });
+}
+
+TEST_CASE(
+    "LAN discovery (loopback): the IPv6 responder answers with an endpoint the asker can dial") {
+  // Multicast does not run over loopback; a unicast request to [::1]
+  // reaches the same IPv6 socket and answer path (tests/netlab covers the
+  // multicast group between namespaces).
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    const auto port = free_udp_port(io);
+    auto cfg = lan_config(port, "lab");
+    cfg.listen_address = "0.0.0.0";  // IPv4 only: a v6 asker is told an IPv4 address
+    auto b = test::make_node(io, cfg);
+    REQUIRE(co_await b->start());
+    bootstrap::beacon_query q("lab");
+    asio::ip::udp::socket s(io, {asio::ip::address_v6::loopback(), 0});
+    const auto req = q.request();
+    co_await s.async_send_to(asio::buffer(req), {asio::ip::address_v6::loopback(), port},
+                             asio::use_awaitable);
+    std::vector<byte> buf(2048);
+    asio::ip::udp::endpoint from;
+    auto got = co_await crust::within(
+        s.async_receive_from(asio::buffer(buf), from, asio::as_tuple(asio::use_awaitable)),
+        seconds(5));
+    REQUIRE(got);
+    auto [ec, n] = *got;
+    REQUIRE_FALSE(ec);
+    auto c = q.accept(byte_span(buf.data(), n), from.address());
+    REQUIRE(c);
+    CHECK(c->key == b->id().public_key());
+    REQUIRE(c->endpoints.size() == 1);
+    CHECK(c->endpoints[0] ==
+          transport::tcp_endpoint(asio::ip::make_address("127.0.0.1"), ep_of(*b).port()));
+    auto acfg = test::loopback_config();
+    acfg.network_name = "lab";
+    auto a = test::make_node(io, acfg);
+    CHECK(co_await a->connect(c->endpoints[0], c->key));
+    co_await a->stop();
+    co_await b->stop();
   });
 }

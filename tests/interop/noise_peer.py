@@ -381,7 +381,8 @@ class Reassembler:
                 raise PeerError("protocol violation: close record of %d bytes" % len(body))
             return ("close", body[1], body[2:].decode("utf-8", "replace"))
         if kind == REC_HELLO:
-            if len(body) != 3 or body[1] > ROLE_CLIENT or body[2] & ~FLAG_BOOTSTRAP:
+            # The listening port (u16) that follows is optional.
+            if len(body) not in (3, 5) or body[1] > ROLE_CLIENT or body[2] & ~FLAG_BOOTSTRAP:
                 raise PeerError("protocol violation: hello record %s" % body.hex())
             return ("hello", body[1], bool(body[2] & FLAG_BOOTSTRAP))
         if kind == REC_ADMIT:

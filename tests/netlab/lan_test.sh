@@ -6,6 +6,8 @@
 #   h2 198.19.1.2  crust-node run, network "other" (must never answer)
 #   h3 198.19.1.3  asks the LAN, then runs a node that bootstraps off h1
 #   h4 198.19.1.4  refused by h1's whitelist until the file is edited
+#   h5 IPv6 only   asks over ff02::114, then bootstraps off h6
+#   h6 IPv6 only   crust-node run on [::], network "lab"
 #
 # The namespaces are held by `sleep` processes made with unshare (nothing
 # under /run/netns); every process is bounded by `timeout` or `sleep` and
@@ -71,15 +73,20 @@ wait_for() {
 }
 
 new_ns; switch=$NS
-in_ns "$switch" ip link add br0 type bridge
+# No multicast snooping: with no MLD querier in the lab the bridge should
+# simply flood ff02::114.
+in_ns "$switch" ip link add br0 type bridge mcast_snooping 0
 in_ns "$switch" ip link set br0 up
 declare -A host
-for i in 1 2 3 4; do
+for i in 1 2 3 4 5 6; do
   new_ns; host[$i]=$NS
+  # Link-local IPv6 addresses usable at once (no duplicate detection wait).
+  in_ns "${host[$i]}" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
   in_ns "$switch" ip link add "v$i" type veth peer name eth0 netns "${host[$i]}"
   in_ns "$switch" ip link set "v$i" master br0 up
   in_ns "${host[$i]}" ip link set lo up
-  in_ns "${host[$i]}" ip addr add "198.19.1.$i/24" broadcast 198.19.1.255 dev eth0
+  # h5 and h6 have no IPv4 address: only IPv6 multicast can find them.
+  [ "$i" -le 4 ] && in_ns "${host[$i]}" ip addr add "198.19.1.$i/24" broadcast 198.19.1.255 dev eth0
   in_ns "${host[$i]}" ip link set eth0 up
 done
 
@@ -129,6 +136,30 @@ if in_ns "${host[4]}" timeout 30 "$NODE" connect 198.19.1.1:5483 --peer "$key1" 
   ok "h4 connects once the edited whitelist names it"
 else
   bad "h4 still refused after the edit: $(cat "$work/h4b.out")"
+fi
+
+# 5. IPv6 multicast: h5 has no IPv4 address, so broadcast cannot reach it.
+#    It finds h1 over ff02::114; h1 listens on IPv4 only and so names its
+#    IPv4 address on that link.
+in_ns "${host[5]}" timeout 20 "$NODE" lan --json --key "$work/h5.key" --network lab --window 1000 \
+  > "$work/lan6.out" 2>&1
+if grep -q "\"id\":\"$id1\".*198.19.1.1:5483" "$work/lan6.out"; then ok "an IPv6-only host finds h1 over ff02::114, at its IPv4 address"; else bad "IPv6 discovery missed h1: $(cat "$work/lan6.out")"; fi
+if grep -q "\"id\":\"$id2\"" "$work/lan6.out"; then bad "a node of another network answered over IPv6"; else ok "the other network's node stays silent over IPv6 too"; fi
+
+# 6. h6 listens on [::] with no IPv4 at all: h5 bootstraps off it over the
+#    LAN, dialling the link-local address its answer came from (h1's IPv4
+#    endpoint is unreachable from h5 and loses the race).
+id6=$(id_of h6)
+nsenter -t "${host[6]}" -n -- timeout 60 "$NODE" run --json --key "$work/h6.key" \
+  --network lab --address :: --port 5483 --for 50 > "$work/h6.out" 2>&1 &
+pids+=($!)
+wait_for "$work/h6.out" '"listening"' 20 || bad "h6 did not start: $(cat "$work/h6.out")"
+in_ns "${host[5]}" timeout 40 "$NODE" bootstrap --json --key "$work/h5.key" --network lab \
+  > "$work/boot6.out" 2>&1
+if grep -q "\"ok\":true" "$work/boot6.out" && grep -q "$id6" "$work/boot6.out" && grep -q 'fe80::' "$work/boot6.out"; then
+  ok "an IPv6-only host bootstraps off an IPv6-only node found by multicast"
+else
+  bad "IPv6-only bootstrap failed: $(cat "$work/boot6.out")"
 fi
 
 echo "$failures failed"

@@ -148,15 +148,29 @@ TEST_CASE("message: hello and admit records, and malformed ones") {
       auto& ih = std::get<incoming_hello>(*h);
       CHECK(ih.role == role);
       CHECK(ih.bootstrap == boot);
+      CHECK(ih.listen_port == 0);
     }
   }
+  // The listening port, for a dial-back; a 3-byte hello (without it) reads as 0.
+  auto p = r.feed(encode_hello(node_role::node, true, 54321));
+  REQUIRE(p);
+  CHECK(std::get<incoming_hello>(*p).listen_port == 54321);
+  auto short_hello = r.feed(bytes{4, 1, 0});
+  REQUIRE(short_hello);
+  CHECK(std::get<incoming_hello>(*short_hello).listen_port == 0);
+  CHECK(std::get<incoming_hello>(*short_hello).role == node_role::client);
   auto a = r.feed(encode_admit());
   REQUIRE(a);
   CHECK(std::holds_alternative<incoming_admit>(*a));
   const std::vector<bytes> bad = {
-      {4},       {4, 0},       {4, 2, 0},  // short, unknown role
-      {4, 0, 2}, {4, 0, 0, 0},             // unknown flag, long
-      {5, 0},    {6},                      // long admit, unknown record type
+      {4},
+      {4, 0},
+      {4, 2, 0},  // short, unknown role
+      {4, 0, 2},
+      {4, 0, 0, 0},        // unknown flag, half a port
+      {4, 0, 0, 0, 1, 2},  // long
+      {5, 0},
+      {6},  // long admit, unknown record type
   };
   for (const auto& b : bad) {
     const auto hex = to_hex(b);
