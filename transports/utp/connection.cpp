@@ -1,0 +1,580 @@
+// The µTP connection state machine: see connection.hpp for the rules.
+#include "transports/utp/connection.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace crust::utp {
+
+namespace {
+
+constexpr auto minute = std::chrono::minutes(1);
+constexpr std::size_t delay_filter = 3;  // the current delay: least of the last few samples
+// Out-of-order packets are kept this far ahead of ack_nr at most: what a
+// 32-byte SACK can describe, which is plenty for any window we reach.
+constexpr std::uint16_t max_reorder_distance = 2 + 32 * 8;
+constexpr std::size_t sack_bytes = 32;
+
+// a < b on the wrapping 32-bit microsecond clock.
+bool wrap_less(std::uint32_t a, std::uint32_t b) {
+  return static_cast<std::int32_t>(a - b) < 0;
+}
+
+}  // namespace
+
+const char* to_string(conn_state s) noexcept {
+  switch (s) {
+    case conn_state::syn_sent:
+      return "syn_sent";
+    case conn_state::connected:
+      return "connected";
+    case conn_state::closed:
+      return "closed";
+    case conn_state::reset:
+      return "reset";
+    case conn_state::timed_out:
+      return "timed_out";
+  }
+  return "unknown";
+}
+
+connection::connection(settings s, time_point now)
+    : cfg_(s),
+      epoch_(now),
+      max_window_(std::max<std::size_t>(cfg_.min_window, 4) * (cfg_.packet_size + header_size)),
+      rto_(cfg_.initial_rto),
+      last_sent_(now),
+      last_received_(now) {}
+
+connection connection::dial(std::uint16_t recv_id, std::uint16_t isn, time_point now, settings s) {
+  connection c(s, now);
+  c.initiator_ = true;
+  c.recv_id_ = recv_id;
+  c.send_id_ = static_cast<std::uint16_t>(recv_id + 1);
+  c.seq_nr_ = isn;
+  c.state_ = conn_state::syn_sent;
+  c.syn_due_ = true;
+  return c;
+}
+
+connection connection::accept(const packet& syn, std::uint16_t isn, time_point now, settings s) {
+  connection c(s, now);
+  c.recv_id_ = static_cast<std::uint16_t>(syn.h.connection_id + 1);
+  c.send_id_ = syn.h.connection_id;
+  c.seq_nr_ = isn;
+  c.ack_nr_ = syn.h.seq_nr;
+  c.peer_window_ = syn.h.wnd_size;
+  c.reply_micro_ = c.micros(now) - syn.h.timestamp_us;
+  c.state_ = conn_state::connected;
+  c.syn_ack_due_ = true;
+  ++c.stats_.packets_received;
+  return c;
+}
+
+std::uint32_t connection::micros(time_point now) const {
+  return static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(now - epoch_).count());
+}
+
+std::uint32_t connection::advertised_window() const {
+  const std::size_t held = readable() + ooo_bytes_;
+  return static_cast<std::uint32_t>(held >= cfg_.recv_window ? 0 : cfg_.recv_window - held);
+}
+
+// --- input ---
+
+void connection::on_packet(const packet& p, time_point now) {
+  if (state_ == conn_state::closed) {
+    // Our ACK of the peer's FIN may have been lost: say it again.
+    if (p.h.type == packet_type::fin) ack_now_ = true;
+    return;
+  }
+  if (finished()) return;
+  last_received_ = now;
+  ++stats_.packets_received;
+  reply_micro_ = micros(now) - p.h.timestamp_us;
+  if (reply_micro_ == 0) reply_micro_ = 1;  // 0 means "no sample" on the wire
+  if (p.h.type == packet_type::reset) {
+    end(conn_state::reset);
+    return;
+  }
+  if (p.h.type == packet_type::syn) {
+    if (!initiator_) syn_ack_due_ = true;  // our answer was lost: the SYN came again
+    return;
+  }
+  if (state_ == conn_state::syn_sent) {
+    // The answer to our SYN acknowledges its number; a DATA from an
+    // acceptor whose STATE was lost does too.
+    const auto syn_seq = static_cast<std::uint16_t>(seq_nr_ - 1);
+    if (p.h.ack_nr != syn_seq) return;
+    if (syn_sends_ == 1) update_rtt(now - syn_sent_at_);
+    state_ = conn_state::connected;
+    ack_nr_ = static_cast<std::uint16_t>(p.h.seq_nr - 1);
+    rto_deadline_ = time_point::max();
+    consecutive_timeouts_ = 0;
+    if (p.h.type == packet_type::state) {
+      peer_window_ = p.h.wnd_size;
+      return;
+    }
+  }
+  peer_window_ = p.h.wnd_size;
+
+  const bool window_was_full =
+      cur_window_ + cfg_.packet_size + header_size > std::min(max_window_, peer_window_);
+  std::size_t acked = 0;
+  std::optional<duration> rtt;
+  const bool had_inflight = !inflight_.empty();
+  const std::uint16_t front_before = had_inflight ? inflight_.front().seq : seq_nr_;
+  ack_up_to(p.h.ack_nr, now, acked, rtt);
+  if (p.sack) apply_sack(p, acked);
+  if (rtt) update_rtt(*rtt);
+  const bool progress = !inflight_.empty() ? inflight_.front().seq != front_before : had_inflight;
+  if (acked > 0) {
+    consecutive_timeouts_ = 0;
+    zero_window_probe_ = false;
+    on_acked(acked, p.h.timestamp_diff_us, window_was_full, now);
+  }
+  if (progress) {
+    dup_acks_ = 0;
+  } else if (had_inflight && p.h.type == packet_type::state &&
+             p.h.ack_nr == static_cast<std::uint16_t>(front_before - 1)) {
+    ++dup_acks_;  // the same cumulative ACK again: something after it arrived
+  }
+  detect_losses(now);
+  if (inflight_.empty())
+    rto_deadline_ = time_point::max();
+  else if (progress)
+    rto_deadline_ = now + rto_;
+
+  if (p.h.type == packet_type::data || p.h.type == packet_type::fin) receive_data(p, now);
+  if (fin_acked_ && eof_seq_ && ack_nr_ == *eof_seq_) end(conn_state::closed);
+}
+
+void connection::ack_up_to(std::uint16_t ack_nr, time_point now, std::size_t& acked_bytes,
+                           std::optional<duration>& rtt_sample) {
+  if (inflight_.empty()) return;
+  // Only numbers we have sent count; an older or a future ACK acks nothing.
+  const std::uint16_t covered = seq_distance(inflight_.front().seq, ack_nr);
+  if (covered >= inflight_.size()) return;
+  for (std::size_t i = 0; i <= covered; ++i) {
+    auto& e = inflight_.front();
+    const std::size_t size = e.payload.size() + header_size;
+    if (!e.acked) {
+      acked_bytes += size;
+      if (!e.need_resend) cur_window_ -= size;
+      // Karn: only a packet sent once gives an unambiguous sample.
+      if (e.transmissions == 1) rtt_sample = now - e.sent;
+    }
+    if (e.type == packet_type::fin) fin_acked_ = true;
+    inflight_bytes_ -= e.payload.size();
+    inflight_.pop_front();
+  }
+}
+
+void connection::apply_sack(const packet& p, std::size_t& acked_bytes) {
+  const auto& mask = *p.sack;
+  const auto first = static_cast<std::uint16_t>(p.h.ack_nr + 2);
+  for (auto& e : inflight_) {
+    const std::uint16_t bit = seq_distance(first, e.seq);
+    if (bit >= mask.size() * 8 || e.acked || !sack_has(mask, bit)) continue;
+    e.acked = true;
+    const std::size_t size = e.payload.size() + header_size;
+    acked_bytes += size;
+    if (!e.need_resend) cur_window_ -= size;
+    e.need_resend = false;
+    if (e.type == packet_type::fin) fin_acked_ = true;
+  }
+}
+
+void connection::detect_losses(time_point now) {
+  (void)now;
+  // A packet is lost when three packets sent after it have arrived (SACK),
+  // or, for the oldest, after three duplicate ACKs.
+  std::size_t sacked_after = 0;
+  for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
+    if (it->acked) {
+      ++sacked_after;
+      continue;
+    }
+    const bool oldest = std::next(it) == inflight_.rend();
+    const bool lost = sacked_after >= 3 || (oldest && dup_acks_ >= 3);
+    if (!lost || it->need_resend || it->transmissions == 0) continue;
+    it->need_resend = true;
+    cur_window_ -= it->payload.size() + header_size;
+    if (oldest && dup_acks_ >= 3) {
+      ++stats_.fast_retransmits;
+      dup_acks_ = 0;
+    }
+    on_loss(it->seq);
+  }
+}
+
+void connection::on_loss(std::uint16_t seq) {
+  // One halving per window of data: losses among packets sent before the
+  // last halving are part of the same event.
+  if (recovery_until_ && seq_less(seq, *recovery_until_)) return;
+  const std::size_t floor = cfg_.min_window * (cfg_.packet_size + header_size);
+  max_window_ = std::max(max_window_ / 2, floor);
+  ssthresh_ = max_window_;
+  slow_start_ = false;
+  recovery_until_ = seq_nr_;
+}
+
+void connection::update_rtt(duration sample) {
+  if (!have_rtt_) {
+    rtt_ = sample;
+    rtt_var_ = sample / 2;
+    have_rtt_ = true;
+  } else {
+    const auto err = rtt_ > sample ? rtt_ - sample : sample - rtt_;
+    rtt_var_ += (err - rtt_var_) / 4;
+    rtt_ += (sample - rtt_) / 8;
+  }
+  rto_ = std::clamp(rtt_ + 4 * rtt_var_, cfg_.min_rto, cfg_.max_rto);
+}
+
+void connection::on_acked(std::size_t acked_bytes, std::uint32_t delay_sample, bool window_was_full,
+                          time_point now) {
+  std::int64_t our_delay = 0;
+  if (delay_sample != 0) {
+    // Base delay: the least sample over the last two minutes, kept as
+    // one minimum per minute.
+    if (base_history_.empty() || now - base_history_.back().first >= minute) {
+      base_history_.emplace_back(now, delay_sample);
+      while (base_history_.size() > 2) base_history_.pop_front();
+    } else if (wrap_less(delay_sample, base_history_.back().second)) {
+      base_history_.back().second = delay_sample;
+    }
+    base_delay_ = base_history_.front().second;
+    for (const auto& [t, d] : base_history_)
+      if (wrap_less(d, base_delay_)) base_delay_ = d;
+    recent_delays_.push_back(delay_sample);
+    while (recent_delays_.size() > delay_filter) recent_delays_.pop_front();
+    std::uint32_t current = recent_delays_.front();
+    for (auto d : recent_delays_)
+      if (wrap_less(d, current)) current = d;
+    our_delay = std::max<std::int64_t>(0, static_cast<std::int32_t>(current - base_delay_));
+    have_base_ = true;
+  }
+  stats_.queue_delay_us = our_delay;
+  const auto target =
+      std::chrono::duration_cast<std::chrono::microseconds>(cfg_.target_delay).count();
+  const std::size_t floor = cfg_.min_window * (cfg_.packet_size + header_size);
+  constexpr std::size_t ceiling = std::size_t{64} << 20;
+  if (slow_start_) {
+    if (our_delay > target / 2 || max_window_ >= ssthresh_) {
+      slow_start_ = false;
+    } else {
+      if (window_was_full) max_window_ = std::min(max_window_ + acked_bytes, ceiling);
+      return;
+    }
+  }
+  // LEDBAT: grow in proportion to how far below the target the delay is,
+  // shrink above it; at most gain_per_rtt per window of acknowledged bytes.
+  const double window_factor = static_cast<double>(std::min(acked_bytes, max_window_)) /
+                               static_cast<double>(std::max(max_window_, acked_bytes));
+  const double delay_factor =
+      std::clamp(static_cast<double>(target - our_delay) / static_cast<double>(target), -1.0, 1.0);
+  double gain = static_cast<double>(cfg_.gain_per_rtt) * window_factor * delay_factor;
+  if (gain > 0 && !window_was_full) gain = 0;  // not using the window: do not grow it
+  const double next = static_cast<double>(max_window_) + gain;
+  max_window_ = static_cast<std::size_t>(
+      std::clamp(next, static_cast<double>(floor), static_cast<double>(ceiling)));
+}
+
+void connection::receive_data(const packet& p, time_point now) {
+  const std::uint16_t d = seq_distance(ack_nr_, p.h.seq_nr);
+  if (d == 0 || d >= 0x8000) {
+    ++stats_.duplicates_received;
+    ack_now_ = true;  // it may be a retransmission because our ACK was lost
+    return;
+  }
+  if (eof_seq_ && seq_less(*eof_seq_, p.h.seq_nr)) return;  // past the FIN
+  const bool fin = p.h.type == packet_type::fin;
+  if (!fin && p.payload.size() > advertised_window()) {
+    ack_now_ = true;  // dropped: over our window, which the ACK tells again
+    return;
+  }
+  if (fin) eof_seq_ = p.h.seq_nr;
+  if (d == 1) {
+    if (!fin) rbuf_.insert(rbuf_.end(), p.payload.begin(), p.payload.end());
+    ack_nr_ = p.h.seq_nr;
+    const bool filled_gap = !ooo_.empty();
+    deliver_in_order();
+    ++acks_owed_;
+    if (fin || filled_gap || acks_owed_ >= 2)
+      ack_now_ = true;
+    else
+      ack_deadline_ = std::min(ack_deadline_, now + cfg_.delayed_ack);
+    return;
+  }
+  if (d > max_reorder_distance) return;  // too far ahead to describe: the sender resends
+  auto [it, inserted] = ooo_.try_emplace(p.h.seq_nr);
+  if (inserted) {
+    it->second.assign(p.payload.begin(), p.payload.end());
+    ooo_bytes_ += p.payload.size();
+  } else {
+    ++stats_.duplicates_received;
+  }
+  ack_now_ = true;  // out of order: the sender learns of the gap at once
+}
+
+void connection::deliver_in_order() {
+  for (;;) {
+    auto it = ooo_.find(static_cast<std::uint16_t>(ack_nr_ + 1));
+    if (it == ooo_.end()) break;
+    rbuf_.insert(rbuf_.end(), it->second.begin(), it->second.end());
+    ooo_bytes_ -= it->second.size();
+    ack_nr_ = it->first;
+    ooo_.erase(it);
+  }
+}
+
+bytes connection::sack_mask() const {
+  bytes mask;
+  for (const auto& [seq, data] : ooo_) {
+    const std::uint16_t bit = seq_distance(static_cast<std::uint16_t>(ack_nr_ + 2), seq);
+    if (bit < sack_bytes * 8) sack_set(mask, bit);
+  }
+  return mask;
+}
+
+// --- timers ---
+
+void connection::on_timer(time_point now) {
+  if (finished()) return;
+  if (now - last_received_ >= cfg_.idle_timeout) {
+    end(conn_state::timed_out);
+    return;
+  }
+  if (state_ == conn_state::syn_sent) {
+    if (now >= rto_deadline_) {
+      if (syn_sends_ >= cfg_.max_syn_sends) {
+        end(conn_state::timed_out);
+        return;
+      }
+      rto_ = std::min(rto_ * 2, cfg_.max_rto);
+      syn_due_ = true;
+      rto_deadline_ = time_point::max();
+    }
+    return;
+  }
+  if (now >= rto_deadline_) {
+    if (!inflight_.empty()) {
+      if (++consecutive_timeouts_ > cfg_.max_timeouts) {
+        end(conn_state::timed_out);
+        return;
+      }
+      ++stats_.timeouts;
+      // Everything unacknowledged is presumed lost; start again from one
+      // packet, slow-starting back to half of where we were.
+      const std::size_t floor = cfg_.min_window * (cfg_.packet_size + header_size);
+      ssthresh_ = std::max(max_window_ / 2, floor);
+      max_window_ = cfg_.packet_size + header_size;
+      slow_start_ = true;
+      recovery_until_ = seq_nr_;
+      for (auto& e : inflight_) {
+        if (e.acked || e.need_resend) continue;
+        e.need_resend = true;
+        cur_window_ -= e.payload.size() + header_size;
+      }
+      rto_ = std::min(rto_ * 2, cfg_.max_rto);
+      rto_deadline_ = now + rto_;
+    } else {
+      // Nothing in flight and the peer's window was closed: probe it.
+      zero_window_probe_ = true;
+      rto_deadline_ = time_point::max();
+    }
+  }
+  if (now >= ack_deadline_) {
+    ack_now_ = true;
+    ack_deadline_ = time_point::max();
+  }
+  if (now - last_sent_ >= cfg_.keepalive) ack_now_ = true;
+}
+
+time_point connection::next_deadline() const {
+  if (finished()) return time_point::max();
+  auto t = std::min({rto_deadline_, ack_deadline_, last_received_ + cfg_.idle_timeout});
+  if (state_ == conn_state::connected) t = std::min(t, last_sent_ + cfg_.keepalive);
+  return t;
+}
+
+// --- output ---
+
+void connection::emit(packet_type type, std::uint16_t seq, byte_span payload, time_point now,
+                      const send_fn& send) {
+  header h;
+  h.type = type;
+  h.connection_id = type == packet_type::syn ? recv_id_ : send_id_;
+  h.timestamp_us = micros(now);
+  h.timestamp_diff_us = reply_micro_;
+  h.wnd_size = advertised_window();
+  h.seq_nr = seq;
+  h.ack_nr = type == packet_type::syn ? 0 : ack_nr_;
+  const bytes mask = type == packet_type::syn ? bytes{} : sack_mask();
+  scratch_.clear();
+  encode(h, mask, payload, scratch_);
+  send(scratch_);
+  last_sent_ = now;
+  ++stats_.packets_sent;
+  if (type != packet_type::syn && type != packet_type::reset) {
+    acks_owed_ = 0;
+    ack_now_ = false;
+    ack_deadline_ = time_point::max();
+  }
+}
+
+bool connection::can_send(std::size_t size) const {
+  const std::size_t window = std::min(max_window_, peer_window_);
+  if (cur_window_ == 0) return size <= window || zero_window_probe_;  // one packet may always go
+  return cur_window_ + size <= window;
+}
+
+void connection::flush(time_point now, const send_fn& send) {
+  if (reset_pending_) {
+    reset_pending_ = false;
+    emit(packet_type::reset, seq_nr_, {}, now, send);
+  }
+  if (state_ == conn_state::closed) {
+    if (ack_now_) emit(packet_type::state, seq_nr_, {}, now, send);
+    return;
+  }
+  if (finished()) return;
+  if (state_ == conn_state::syn_sent) {
+    if (syn_due_) {
+      syn_due_ = false;
+      ++syn_sends_;
+      syn_sent_at_ = now;
+      // The SYN takes the first number; DATA starts after it.
+      emit(packet_type::syn, static_cast<std::uint16_t>(seq_nr_ - (syn_sends_ > 1 ? 1 : 0)), {},
+           now, send);
+      if (syn_sends_ == 1) ++seq_nr_;
+      rto_deadline_ = now + rto_;
+    }
+    return;
+  }
+  if (syn_ack_due_) {
+    syn_ack_due_ = false;
+    emit(packet_type::state, seq_nr_, {}, now, send);
+  }
+  // Retransmissions first, oldest first.
+  for (auto& e : inflight_) {
+    if (!e.need_resend) continue;
+    const std::size_t size = e.payload.size() + header_size;
+    // The oldest goes regardless of the window (as TCP's fast retransmit):
+    // every ACK waits for it.
+    if (!can_send(size) && &e != &inflight_.front()) break;
+    e.need_resend = false;
+    ++e.transmissions;
+    e.sent = now;
+    cur_window_ += size;
+    ++stats_.packets_resent;
+    emit(e.type, e.seq, e.payload, now, send);
+  }
+  // New data, in full packets; a short one waits while anything is in
+  // flight (Nagle), unless we are closing.
+  while (shead_ < sbuf_.size()) {
+    const std::size_t n = std::min(sbuf_.size() - shead_, cfg_.packet_size);
+    if (n < cfg_.packet_size && cur_window_ > 0 && !closing_) break;
+    if (!can_send(n + header_size)) break;
+    outgoing e;
+    e.seq = seq_nr_++;
+    e.payload.assign(sbuf_.begin() + static_cast<std::ptrdiff_t>(shead_),
+                     sbuf_.begin() + static_cast<std::ptrdiff_t>(shead_ + n));
+    e.sent = now;
+    e.transmissions = 1;
+    shead_ += n;
+    cur_window_ += n + header_size;
+    inflight_bytes_ += n;
+    emit(e.type, e.seq, e.payload, now, send);
+    inflight_.push_back(std::move(e));
+    zero_window_probe_ = false;
+  }
+  if (shead_ > (64u << 10) && shead_ * 2 > sbuf_.size()) {
+    sbuf_.erase(sbuf_.begin(), sbuf_.begin() + static_cast<std::ptrdiff_t>(shead_));
+    shead_ = 0;
+  }
+  if (closing_ && !fin_queued_ && shead_ == sbuf_.size() && can_send(header_size)) {
+    outgoing e;
+    e.seq = seq_nr_++;
+    e.type = packet_type::fin;
+    e.sent = now;
+    e.transmissions = 1;
+    cur_window_ += header_size;
+    fin_queued_ = true;
+    emit(e.type, e.seq, {}, now, send);
+    inflight_.push_back(std::move(e));
+  }
+  // The timer runs while anything is in flight, and while data waits on a
+  // closed window (then it allows one probe).
+  if ((!inflight_.empty() || shead_ < sbuf_.size()) && rto_deadline_ == time_point::max())
+    rto_deadline_ = now + rto_;
+  if (ack_now_ || acks_owed_ >= 2) emit(packet_type::state, seq_nr_, {}, now, send);
+}
+
+// --- the application's side ---
+
+std::size_t connection::writable() const {
+  if (closing_ || finished()) return 0;
+  const std::size_t held = (sbuf_.size() - shead_) + inflight_bytes_;
+  return held >= cfg_.send_buffer ? 0 : cfg_.send_buffer - held;
+}
+
+std::size_t connection::write(byte_span data) {
+  const std::size_t n = std::min(data.size(), writable());
+  sbuf_.insert(sbuf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+  return n;
+}
+
+std::size_t connection::read(mutable_byte_span out) {
+  const std::size_t n = std::min(out.size(), readable());
+  if (n == 0) return 0;
+  const std::size_t window_before = advertised_window();
+  std::memcpy(out.data(), rbuf_.data() + rhead_, n);
+  rhead_ += n;
+  if (rhead_ == rbuf_.size()) {
+    rbuf_.clear();
+    rhead_ = 0;
+  } else if (rhead_ > (64u << 10) && rhead_ * 2 > rbuf_.size()) {
+    rbuf_.erase(rbuf_.begin(), rbuf_.begin() + static_cast<std::ptrdiff_t>(rhead_));
+    rhead_ = 0;
+  }
+  // A window that reopens from nearly shut is news for the sender.
+  const std::size_t open = 2 * cfg_.packet_size;
+  if (window_before < open && advertised_window() >= open) ack_now_ = true;
+  return n;
+}
+
+bool connection::at_eof() const {
+  return eof_seq_ && ack_nr_ == *eof_seq_ && readable() == 0;
+}
+
+void connection::close() {
+  if (finished()) return;
+  closing_ = true;
+}
+
+void connection::reset() {
+  if (finished()) return;
+  reset_pending_ = state_ != conn_state::syn_sent || syn_sends_ > 0;
+  end(conn_state::reset);
+}
+
+void connection::end(conn_state s) {
+  state_ = s;
+  rto_deadline_ = ack_deadline_ = time_point::max();
+}
+
+connection::figures connection::stats() const {
+  figures f = stats_;
+  f.max_window = max_window_;
+  f.in_flight = cur_window_;
+  f.peer_window = peer_window_;
+  f.rtt = rtt_;
+  f.rto = rto_;
+  f.slow_start = slow_start_;
+  return f;
+}
+
+}  // namespace crust::utp
