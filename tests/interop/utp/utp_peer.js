@@ -354,7 +354,7 @@ function main () {
   const opts = parseArgs(process.argv.slice(2))
   const role = opts._[0]
   const timeout = Number(opts.timeout === undefined ? 60 : opts.timeout)
-  if (!(timeout > 0)) usage('bad --timeout ' + opts.timeout)
+  if (!(timeout > 0 && timeout <= 86400)) usage('bad --timeout ' + opts.timeout + ' (seconds, at most 86400)')
 
   let describe
   if (role === 'server') describe = runServer(opts)
