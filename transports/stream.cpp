@@ -30,6 +30,8 @@ kind stream::transport() const noexcept {
       return kind::tcp;
     case 2:
       return kind::memory;
+    case 3:
+      return kind::utp;
     default:
       return kind::none;
   }
@@ -66,6 +68,13 @@ std::string stream::remote_description() const {
         ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
     return addr + ":" + std::to_string(ep.port());
   }
+  if (const auto* u = std::get_if<utp::utp_stream>(&s_)) {
+    if (!u->is_open()) return "closed";
+    const auto ep = u->remote_endpoint();
+    auto addr =
+        ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+    return addr + ":" + std::to_string(ep.port());
+  }
   return s_.index() == 2 ? "in-process" : "closed";
 }
 
@@ -75,6 +84,8 @@ std::optional<asio::ip::address> stream::remote_address() const {
     auto ep = t->remote_endpoint(ec);
     if (!ec) return ep.address();
   }
+  if (const auto* u = std::get_if<utp::utp_stream>(&s_))
+    if (u->is_open()) return u->remote_endpoint().address();
   return std::nullopt;
 }
 
@@ -82,12 +93,14 @@ void stream::shutdown_send() noexcept {
   error_code ec;
   if (auto* t = std::get_if<tcp_socket>(&s_)) t->shutdown(tcp_socket::shutdown_send, ec);
   if (auto* l = std::get_if<local_socket>(&s_)) l->shutdown(local_socket::shutdown_send, ec);
+  if (auto* u = std::get_if<utp::utp_stream>(&s_)) u->shutdown_send();
 }
 
 void stream::close() noexcept {
   error_code ec;
   if (auto* t = std::get_if<tcp_socket>(&s_)) t->close(ec);
   if (auto* l = std::get_if<local_socket>(&s_)) l->close(ec);
+  if (auto* u = std::get_if<utp::utp_stream>(&s_)) u->close();
 }
 
 }  // namespace crust::transport

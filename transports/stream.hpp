@@ -1,15 +1,17 @@
 // The one data-path stream type: a closed variant over the transports, so
 // that asio::async_read/async_write and the secure channel layer on it
-// unchanged. TCP today; the in-process pair (a Unix socket pair) serves
-// tests; µTP joins the variant when its transport lands.
+// unchanged: TCP, µTP, and the in-process pair (a Unix socket pair) for
+// tests.
 #pragma once
 
 #include "crust/base/error.hpp"
+#include "transports/utp/stream.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 
 #include <optional>
 #include <string>
@@ -32,6 +34,7 @@ class stream {
   stream() = default;  // an empty stream: every operation fails with bad_descriptor
   explicit stream(tcp_socket s) : s_(std::move(s)) {}
   explicit stream(local_socket s) : s_(std::move(s)) {}
+  explicit stream(utp::utp_stream s) : s_(std::move(s)) {}
   stream(stream&&) noexcept = default;
   stream& operator=(stream&&) noexcept = default;
 
@@ -93,7 +96,7 @@ class stream {
     });
   }
 
-  std::variant<std::monostate, tcp_socket, local_socket> s_;
+  std::variant<std::monostate, tcp_socket, local_socket, utp::utp_stream> s_;
 };
 
 }  // namespace crust::transport

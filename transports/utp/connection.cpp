@@ -117,7 +117,19 @@ void connection::on_packet(const packet& p, time_point now) {
       return;
     }
   }
+  // A window that reopens: whatever went out while it was shut was probably
+  // dropped for it (a zero-window probe), so it goes again now rather than
+  // at the next timeout.
+  const bool reopened = peer_window_ < cfg_.packet_size + header_size &&
+                        p.h.wnd_size >= cfg_.packet_size + header_size;
   peer_window_ = p.h.wnd_size;
+  if (reopened) {
+    for (auto& e : inflight_) {
+      if (e.acked || e.need_resend) continue;
+      e.need_resend = true;
+      cur_window_ -= e.payload.size() + header_size;
+    }
+  }
 
   const bool window_was_full =
       cur_window_ + cfg_.packet_size + header_size > std::min(max_window_, peer_window_);
@@ -134,6 +146,11 @@ void connection::on_packet(const packet& p, time_point now) {
     zero_window_probe_ = false;
     on_acked(acked, p.h.timestamp_diff_us, window_was_full, now);
   }
+  // An answer that acknowledges our stream shows the peer is there, even
+  // if what is in flight is not getting in (a zero window): the RTO's
+  // retries count only silence.
+  if (had_inflight && p.h.ack_nr == static_cast<std::uint16_t>(front_before - 1))
+    consecutive_timeouts_ = 0;
   if (progress) {
     dup_acks_ = 0;
   } else if (had_inflight && p.h.type == packet_type::state &&

@@ -364,6 +364,33 @@ TEST_CASE("utp: a reader that stops closes the window; reading reopens it") {
   REQUIRE(sim.run_until([&] { return total == (1u << 20); }, seconds(60)));
 }
 
+TEST_CASE("utp: a reader stopped for minutes keeps the connection; it resumes at once") {
+  utp::settings s;
+  s.recv_window = 64 << 10;
+  utp_sim sim(s);
+  REQUIRE(connect(sim));
+  std::size_t written = 0, total = 0;
+  bool reading = false;
+  bytes buf(1 << 16);
+  sim.on_pump = [&] {
+    while (written < (1u << 20)) {
+      auto n = sim.a().write(bytes(4096, 7));
+      written += n;
+      if (n == 0) break;
+    }
+    if (reading) total += sim.b().read(buf);
+  };
+  sim.run_until([] { return false; }, seconds(300));
+  CHECK(sim.a().state() == conn_state::connected);  // zero-window probes are answered
+  CHECK(sim.b().state() == conn_state::connected);
+  reading = true;
+  const auto t0 = sim.now();
+  REQUIRE(sim.run_until([&] { return total == (1u << 20); }, seconds(60)));
+  // 1 MiB over a 20 ms RTT with a 64 KiB window: about 16 round trips, not
+  // a backed-off retransmission timer.
+  CHECK(sim.now() - t0 < seconds(2));
+}
+
 TEST_CASE("utp: LEDBAT keeps the bottleneck queue near the 100 ms target") {
   // 1 MB/s bottleneck, 25 ms each way: a sender that filled the queue
   // without restraint would push the delay up without bound.

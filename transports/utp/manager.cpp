@@ -1,0 +1,361 @@
+// The µTP manager and the handle's pending operations: see manager.hpp and
+// stream.hpp.
+#include "transports/utp/manager.hpp"
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+
+namespace crust::utp {
+
+// --- stream_state: the handle's side ---
+
+void stream_state::start_read(handler_type h, std::vector<asio::mutable_buffer> bufs) {
+  if (read_ || handle_closed) {
+    // One read at a time; none after close.
+    pending p{std::move(h), {}, {}};
+    std::optional<pending> op(std::move(p));
+    complete(op, make_error_code(asio::error::operation_not_supported), 0);
+    return;
+  }
+  auto slot = asio::get_associated_cancellation_slot(h);
+  read_.emplace(pending{std::move(h), std::move(bufs), {}});
+  if (slot.is_connected())
+    slot.assign([w = weak_from_this()](asio::cancellation_type) {
+      if (auto st = w.lock()) st->cancel(true);
+    });
+  progress();
+}
+
+void stream_state::start_write(handler_type h, std::vector<asio::const_buffer> bufs) {
+  if (write_ || handle_closed) {
+    pending p{std::move(h), {}, {}};
+    std::optional<pending> op(std::move(p));
+    complete(op, make_error_code(asio::error::operation_not_supported), 0);
+    return;
+  }
+  auto slot = asio::get_associated_cancellation_slot(h);
+  write_.emplace(pending{std::move(h), {}, std::move(bufs)});
+  if (slot.is_connected())
+    slot.assign([w = weak_from_this()](asio::cancellation_type) {
+      if (auto st = w.lock()) st->cancel(false);
+    });
+  progress();
+}
+
+error_code stream_state::end_error() const {
+  switch (conn.state()) {
+    case conn_state::timed_out:
+      return make_error_code(asio::error::timed_out);
+    case conn_state::reset:
+      return make_error_code(asio::error::connection_reset);
+    default:
+      return make_error_code(asio::error::eof);
+  }
+}
+
+void stream_state::progress() {
+  bool changed = false;
+  if (read_) {
+    std::size_t n = 0;
+    for (const auto& b : read_->rbufs) {
+      if (b.size() == 0) continue;
+      const auto got = conn.read(mutable_byte_span(static_cast<byte*>(b.data()), b.size()));
+      n += got;
+      if (got < b.size()) break;
+    }
+    const bool empty_read = std::all_of(read_->rbufs.begin(), read_->rbufs.end(),
+                                        [](const auto& b) { return b.size() == 0; });
+    if (n > 0 || empty_read) {
+      complete(read_, {}, n);
+      changed = true;  // the window may have reopened
+    } else if (conn.at_eof()) {
+      complete(read_, make_error_code(asio::error::eof), 0);
+    } else if (conn.finished()) {
+      complete(read_, end_error(), 0);
+    }
+  }
+  if (write_) {
+    std::size_t n = 0;
+    for (const auto& b : write_->wbufs) {
+      if (b.size() == 0) continue;
+      const auto took = conn.write(byte_span(static_cast<const byte*>(b.data()), b.size()));
+      n += took;
+      if (took < b.size()) break;
+    }
+    const bool empty_write = std::all_of(write_->wbufs.begin(), write_->wbufs.end(),
+                                         [](const auto& b) { return b.size() == 0; });
+    if (n > 0 || empty_write) {
+      complete(write_, {}, n);
+      changed = true;
+    } else if (conn.finished()) {
+      complete(write_,
+               conn.state() == conn_state::closed ? make_error_code(asio::error::broken_pipe)
+                                                  : end_error(),
+               0);
+    }
+  }
+  if (changed) touch();
+}
+
+void stream_state::complete(std::optional<pending>& op, error_code ec, std::size_t n) {
+  auto h = std::move(op->handler);
+  op.reset();
+  asio::get_associated_cancellation_slot(h).clear();
+  // Never inline: the initiating function may be on the stack. The
+  // handler still runs through its own associated executor.
+  asio::post(ex_, asio::append(std::move(h), ec, n));
+}
+
+void stream_state::cancel(bool read) {
+  auto& op = read ? read_ : write_;
+  if (op) complete(op, make_error_code(asio::error::operation_aborted), 0);
+}
+
+void stream_state::touch() {
+  if (auto m = mgr_.lock()) m->touch(shared_from_this());
+}
+
+void stream_state::release() {
+  if (handle_closed) return;
+  handle_closed = true;
+  closed_at = clock::now();
+  cancel(true);
+  cancel(false);
+  conn.close();
+  touch();
+}
+
+void stream_state::shutdown_send() {
+  conn.close();
+  touch();
+}
+
+// --- the manager ---
+
+std::shared_ptr<manager> manager::create(asio::any_io_executor ex, options o, send_fn send) {
+  return std::shared_ptr<manager>(new manager(std::move(ex), std::move(o), std::move(send)));
+}
+
+manager::manager(asio::any_io_executor ex, options o, send_fn send)
+    : ex_(std::move(ex)),
+      opt_(std::move(o)),
+      send_(std::move(send)),
+      accepted_(ex_),
+      changed_(ex_),
+      timer_(ex_) {}
+
+void manager::on_datagram(byte_span datagram, const asio::ip::udp::endpoint& from) {
+  if (stopped_) return;
+  ++stats_.datagrams_in;
+  auto p = decode(datagram);
+  if (!p) return;
+  const auto now = clock::now();
+  auto it = conns_.find({from, p->h.connection_id});
+  if (it == conns_.end() && p->h.type == packet_type::syn) {
+    // A SYN is keyed by the id its acceptor receives on; a repeated SYN
+    // finds the connection it made.
+    const key k{from, static_cast<std::uint16_t>(p->h.connection_id + 1)};
+    it = conns_.find(k);
+    if (it == conns_.end()) {
+      if (!listening_ || accept_queue_.size() >= opt_.backlog ||
+          conns_.size() >= opt_.max_connections) {
+        ++stats_.syns_ignored;
+        return;
+      }
+      auto c = connection::accept(*p, static_cast<std::uint16_t>(rng_()), now, opt_.conn);
+      auto st = std::make_shared<stream_state>(std::move(c), from, weak_from_this(), ex_);
+      conns_.emplace(k, st);
+      accept_queue_.push_back(st);
+      accepted_.notify();
+      dirty_.insert(st);
+      return;
+    }
+  }
+  if (it == conns_.end()) {
+    if (p->h.type != packet_type::reset) send_reset(*p, from);
+    return;
+  }
+  auto st = it->second;
+  const auto before = st->conn.state();
+  st->conn.on_packet(*p, now);
+  if (st->conn.state() != before) changed_.notify();
+  st->progress();
+  dirty_.insert(st);
+}
+
+void manager::send_reset(const packet& p, const asio::ip::udp::endpoint& to) {
+  // Never larger than what came in (no amplification): a bare header.
+  header h;
+  h.type = packet_type::reset;
+  h.connection_id = p.h.connection_id;
+  h.seq_nr = static_cast<std::uint16_t>(rng_());
+  h.ack_nr = p.h.seq_nr;
+  const auto d = encode(h);
+  send_(d, to);
+  ++stats_.resets_sent;
+  ++stats_.datagrams_out;
+}
+
+void manager::flush_one(stream_state& st, time_point now) {
+  st.conn.flush(now, [&](byte_span d) {
+    send_(d, st.remote);
+    ++stats_.datagrams_out;
+  });
+  const auto d = wake_for(st);
+  if (d < next_wake_) rearm(d);
+}
+
+namespace {
+constexpr auto closed_linger = seconds(2);  // a closed connection re-ACKs a repeated FIN this long
+}
+
+time_point manager::wake_for(const stream_state& st) const {
+  auto t = st.conn.next_deadline();
+  if (st.handle_closed && !st.conn.finished())
+    t = std::min(t, st.closed_at + opt_.linger + milliseconds(1));
+  if (st.handle_closed && st.conn.state() == conn_state::closed && st.finished_at != time_point{})
+    t = std::min(t, st.finished_at + closed_linger + milliseconds(1));
+  return t;
+}
+
+void manager::flush_dirty() {
+  flush_posted_ = false;
+  if (dirty_.empty()) return;
+  const auto now = clock::now();
+  auto batch = std::move(dirty_);
+  dirty_.clear();
+  for (const auto& st : batch) flush_one(*st, now);
+  reap(now);
+  for (const auto& st : batch)
+    if (auto d = wake_for(*st); d < next_wake_) rearm(d);
+}
+
+void manager::touch(const std::shared_ptr<stream_state>& st) {
+  if (stopped_) return;
+  dirty_.insert(st);
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  // Coalesce: many writes in one turn of the event loop, one flush.
+  asio::post(ex_, [w = weak_from_this()] {
+    if (auto m = w.lock()) m->flush_dirty();
+  });
+}
+
+void manager::rearm(time_point deadline) {
+  next_wake_ = deadline;
+  timer_.cancel();  // run() wakes and sleeps again until next_wake_
+}
+
+void manager::reap(time_point now) {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    auto& st = *it->second;
+    if (st.conn.finished() && st.finished_at == time_point{}) st.finished_at = now;
+    if (!st.handle_closed) {
+      ++it;
+      continue;
+    }
+    // A released connection that has not finished its FIN within the
+    // linger time is reset; a closed one stays a moment to re-ACK a FIN.
+    if (!st.conn.finished() && now - st.closed_at > opt_.linger) {
+      st.conn.reset();
+      flush_one(st, now);
+    }
+    const bool done = st.conn.state() == conn_state::closed ? now - st.closed_at > seconds(2)
+                                                            : st.conn.finished();
+    it = done ? conns_.erase(it) : std::next(it);
+  }
+}
+
+asio::awaitable<void> manager::run() {
+  auto self = shared_from_this();
+  while (!stopped_) {
+    timer_.expires_at(next_wake_);
+    co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled || stopped_) break;
+    const auto now = clock::now();
+    if (now < next_wake_) continue;  // re-armed earlier or later: sleep again
+    next_wake_ = time_point::max();
+    for (auto& [k, st] : conns_) {
+      const auto before = st->conn.state();
+      if (st->conn.next_deadline() <= now) st->conn.on_timer(now);
+      if (st->conn.state() != before) changed_.notify();
+      st->progress();
+      flush_one(*st, now);
+    }
+    reap(now);
+    for (auto& [k, st] : conns_) next_wake_ = std::min(next_wake_, wake_for(*st));
+  }
+}
+
+void manager::shutdown() {
+  if (stopped_) return;
+  const auto now = clock::now();
+  for (auto& [k, st] : conns_) {
+    st->conn.reset();
+    flush_one(*st, now);
+    st->progress();
+  }
+  stopped_ = true;
+  conns_.clear();
+  accept_queue_.clear();
+  dirty_.clear();
+  timer_.cancel();
+  accepted_.notify();
+  changed_.notify();
+}
+
+asio::awaitable<result<utp_stream>> manager::connect(asio::ip::udp::endpoint to) {
+  auto self = shared_from_this();
+  if (stopped_) co_return make_error_code(errc::shutting_down);
+  if (conns_.size() >= opt_.max_connections)
+    co_return make_error_code(asio::error::no_buffer_space);
+  // A receive id free for this peer, as is the one after it (which a SYN
+  // from that peer would map to).
+  std::uint16_t id = 0;
+  for (int tries = 0;; ++tries) {
+    id = static_cast<std::uint16_t>(rng_());
+    if (!conns_.contains({to, id}) && !conns_.contains({to, static_cast<std::uint16_t>(id + 1)}))
+      break;
+    if (tries > 64) co_return make_error_code(asio::error::no_buffer_space);
+  }
+  auto st = std::make_shared<stream_state>(
+      connection::dial(id, static_cast<std::uint16_t>(rng_()), clock::now(), opt_.conn), to,
+      weak_from_this(), ex_);
+  conns_.emplace(key{to, id}, st);
+  flush_one(*st, clock::now());
+  utp_stream handle(st);  // from here, leaving early releases (and so resets or FINs) it
+  while (st->conn.state() == conn_state::syn_sent && !stopped_) {
+    co_await changed_.wait();
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled) {
+      st->conn.reset();
+      flush_one(*st, clock::now());
+      co_return make_error_code(asio::error::operation_aborted);
+    }
+  }
+  if (stopped_) co_return make_error_code(errc::shutting_down);
+  if (st->conn.state() != conn_state::connected) co_return st->end_error();
+  ++stats_.connected;
+  co_return std::move(handle);
+}
+
+asio::awaitable<result<utp_stream>> manager::accept() {
+  auto self = shared_from_this();
+  while (accept_queue_.empty() && !stopped_) {
+    co_await accepted_.wait();
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled) co_return make_error_code(asio::error::operation_aborted);
+  }
+  if (stopped_) co_return make_error_code(errc::shutting_down);
+  auto st = std::move(accept_queue_.front());
+  accept_queue_.pop_front();
+  ++stats_.accepted;
+  co_return utp_stream(std::move(st));
+}
+
+}  // namespace crust::utp

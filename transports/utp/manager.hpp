@@ -1,0 +1,93 @@
+// The per-socket µTP manager: every µTP connection of one UDP socket,
+// demultiplexed by (remote endpoint, connection id); their timers; the
+// accept queue. It owns the connection states, so a FIN outlives the
+// handle that asked for it. The socket itself is the caller's (udp_mux):
+// the manager gets datagrams through on_datagram() and sends through the
+// function it was given.
+#pragma once
+
+#include "crust/base/notifier.hpp"
+#include "transports/utp/stream.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+
+namespace crust::utp {
+
+class manager : public std::enable_shared_from_this<manager> {
+ public:
+  using send_fn = std::function<void(byte_span datagram, const asio::ip::udp::endpoint& to)>;
+
+  struct options {
+    settings conn;              // for every connection
+    std::size_t backlog = 128;  // connections waiting in accept(); beyond, SYNs are ignored
+    std::size_t max_connections = 4096;
+    duration linger = seconds(30);  // a released connection's time to finish its FIN
+  };
+
+  static std::shared_ptr<manager> create(asio::any_io_executor ex, options o, send_fn send);
+
+  // Input from the socket: one datagram that looks like µTP.
+  void on_datagram(byte_span datagram, const asio::ip::udp::endpoint& from);
+  // After a batch of input: sends what the batch made due (ACKs coalesce).
+  void flush_dirty();
+
+  // Connects to `to`: the SYN, and the answer within the SYN retries.
+  // Errors: timed_out, connection_reset, shutting_down, too many
+  // connections (errc::no_buffer_space); cancellation (any type) resets
+  // the attempt and returns operation_aborted.
+  asio::awaitable<result<utp_stream>> connect(asio::ip::udp::endpoint to);
+  // The next inbound connection. Errors: shutting_down; cancellation as above.
+  asio::awaitable<result<utp_stream>> accept();
+  // Whether SYNs are answered (off by default: a node that only dials).
+  void listen(bool on) { listening_ = on; }
+
+  // The timer loop; returns after shutdown().
+  asio::awaitable<void> run();
+  // Resets every connection, ends run(), accept() and connect().
+  void shutdown();
+
+  std::size_t size() const { return conns_.size(); }
+  struct figures {
+    std::uint64_t datagrams_in = 0, datagrams_out = 0, resets_sent = 0, syns_ignored = 0;
+    std::uint64_t accepted = 0, connected = 0;
+  };
+  const figures& stats() const { return stats_; }
+
+  // For stream_state: `st` changed (a write, a read, a close).
+  void touch(const std::shared_ptr<stream_state>& st);
+
+ private:
+  using key = std::pair<asio::ip::udp::endpoint, std::uint16_t>;  // remote, our receive id
+  manager(asio::any_io_executor ex, options o, send_fn send);
+
+  void flush_one(stream_state& st, time_point now);
+  void send_reset(const packet& p, const asio::ip::udp::endpoint& to);
+  void rearm(time_point deadline);
+  void reap(time_point now);
+  // When the manager next has to look at `st`: its timers, or its linger.
+  time_point wake_for(const stream_state& st) const;
+
+  asio::any_io_executor ex_;
+  options opt_;
+  send_fn send_;
+  std::map<key, std::shared_ptr<stream_state>> conns_;
+  std::set<std::shared_ptr<stream_state>> dirty_;
+  bool flush_posted_ = false;
+  std::deque<std::shared_ptr<stream_state>> accept_queue_;
+  notifier accepted_;
+  notifier changed_;  // some connection's state changed: connect() waiters look
+  timer timer_;
+  time_point next_wake_ = time_point::max();
+  bool listening_ = false;
+  bool stopped_ = false;
+  std::mt19937 rng_{std::random_device{}()};
+  figures stats_;
+};
+
+}  // namespace crust::utp
