@@ -18,11 +18,24 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node.js runs the libutp interop peer; the machine may bring its own.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 
-echo "installing: ${missing[*]}"
-sudo_cmd=()
-[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# libutp for the µTP interop tests and benchmark: npm's utp-native ships a
+# prebuilt binary (nothing is compiled; its install script is not needed).
+utp_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/interop/utp"
+if [ ! -d "$utp_dir/node_modules/utp-native" ]; then
+  echo "installing: utp-native (npm, pinned in tests/interop/utp/package-lock.json)"
+  (cd "$utp_dir" && npm ci --ignore-scripts --no-audit --no-fund >/dev/null)
+fi

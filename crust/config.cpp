@@ -177,6 +177,8 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.boolean(v, key, c.accept_bootstrap);
     } else if (key == "external_reachability_check") {
       r.boolean(v, key, c.external_reachability_check);
+    } else if (key == "enable_utp") {
+      r.boolean(v, key, c.enable_utp);
     } else if (key == "udp_port") {
       r.number(v, key, c.udp_port, 0, 65535);
     } else if (key == "enable_lan_discovery") {
@@ -251,6 +253,7 @@ std::string config::to_json() const {
   o["role"] = to_string(role);
   o["accept_bootstrap"] = accept_bootstrap;
   o["external_reachability_check"] = external_reachability_check;
+  o["enable_utp"] = enable_utp;
   o["udp_port"] = udp_port;
   o["enable_lan_discovery"] = enable_lan_discovery;
   o["service_discovery_port"] = service_discovery_port;

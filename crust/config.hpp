@@ -44,7 +44,8 @@ struct config {
   // that fails (Crust's external-reachability check). Off by default: on a
   // LAN, or behind a NAT without a mapping, it refuses peers that work.
   bool external_reachability_check = false;
-  std::uint16_t udp_port = 0;                         // reserved for µTP and STUN; not used yet
+  bool enable_utp = true;                             // listen and dial over µTP too
+  std::uint16_t udp_port = 0;                         // the node's UDP socket (µTP); 0: random
   bool enable_lan_discovery = true;                   // answer and send LAN beacons
   std::uint16_t service_discovery_port = 5484;        // the LAN beacon's UDP port
   duration lan_discovery_window = milliseconds(500);  // how long bootstrap listens for answers

@@ -9,6 +9,8 @@
 #include "crust/base/task_group.hpp"
 #include "crust/detail/connection.hpp"
 #include "transports/tcp.hpp"
+#include "transports/udp.hpp"
+#include "transports/utp/manager.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -70,6 +72,7 @@ class service::impl final : public detail::connection_owner,
         cfg_(std::move(cfg)),
         id_(std::move(id)),
         tasks_(ex_),
+        udp_tasks_(ex_),
         event_ready_(ex_),
         event_space_(ex_),
         registered_(ex_),
@@ -172,6 +175,7 @@ class service::impl final : public detail::connection_owner,
         "listening on tcp " << transport::to_string(bound) << " as " << id_.id().short_string());
     post_event(events::listener_started{"tcp " + transport::to_string(bound)});
     spawn(accept_loop(), "accept loop");
+    if (cfg_.enable_utp) start_utp(addr);
     if (cfg_.enable_lan_discovery) start_beacon();
     co_return bound;
   }
@@ -232,26 +236,74 @@ class service::impl final : public detail::connection_owner,
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
         continue;
       }
-      if (auto why = refuse_address(s->remote_address())) {
-        // Before any cryptography: refusing costs us nothing.
-        CRUST_LOG(debug, "service",
-                  "refused a connection from " << s->remote_description() << ": " << *why);
-        s->close();
-        continue;
-      }
-      if (pending_.size() >= cfg_.max_pending_handshakes) {
-        // Full: close the oldest handshake rather than refuse the newest. A
-        // real peer finishes within a round trip or two, so stalled sockets
-        // (a slowloris) are what gets evicted, and new peers still get in.
-        auto oldest = pending_.begin();
-        CRUST_LOG(warn, "service",
-                  "too many handshakes in progress; closing the oldest, from "
-                      << oldest->second->remote_description());
-        oldest->second->close();
-        pending_.erase(oldest);
-      }
-      spawn(inbound(std::move(*s)), "inbound handshake");
+      take_inbound(std::move(*s));
     }
+  }
+
+  // --- µTP: the node's UDP socket and its manager ---
+  void start_utp(const asio::ip::address& addr) {
+    const asio::ip::udp::endpoint at(addr, cfg_.udp_port);
+    const std::string where = "utp " + transport::to_string({at.address(), at.port()});
+    auto mux = transport::udp_mux::open(ex_, at);
+    if (!mux) {
+      CRUST_LOG(warn, "service", "no µTP: " << where << ": " << mux.error().message());
+      post_event(events::listener_failed{where, mux.error()});
+      return;
+    }
+    udp_ = std::move(*mux);
+    utp_ = utp::attach(udp_);
+    utp_->listen(true);
+    auto self = shared_from_this();
+    udp_tasks_.spawn(udp_->run(), "udp socket", self);
+    udp_tasks_.spawn(utp_->run(), "utp timers", self);
+    udp_tasks_.spawn(utp_accept_loop(), "utp accept loop", self);
+    const auto bound = udp_->local_endpoint();
+    CRUST_LOG(info, "service",
+              "listening on "
+                  << "utp " << transport::to_string({bound.address(), bound.port()}));
+    post_event(
+        events::listener_started{"utp " + transport::to_string({bound.address(), bound.port()})});
+  }
+
+  asio::awaitable<void> utp_accept_loop() {
+    for (;;) {
+      auto s = co_await utp_->accept();
+      if (!s || stopping_) co_return;  // shutting down, or cancelled
+      take_inbound(transport::stream(std::move(*s)));
+    }
+  }
+
+  // An accepted stream of any transport: refused by address before any
+  // cryptography, or handed to an inbound handshake.
+  void take_inbound(transport::stream s) {
+    if (auto why = refuse_address(s.remote_address())) {
+      // Before any cryptography: refusing costs us nothing.
+      CRUST_LOG(debug, "service",
+                "refused a connection from " << s.remote_description() << ": " << *why);
+      s.close();
+      return;
+    }
+    if (pending_.size() >= cfg_.max_pending_handshakes) {
+      // Full: close the oldest handshake rather than refuse the newest. A
+      // real peer finishes within a round trip or two, so stalled sockets
+      // (a slowloris) are what gets evicted, and new peers still get in.
+      auto oldest = pending_.begin();
+      CRUST_LOG(warn, "service",
+                "too many handshakes in progress; closing the oldest, from "
+                    << oldest->second->remote_description());
+      oldest->second->close();
+      pending_.erase(oldest);
+    }
+    spawn(inbound(std::move(s)), "inbound handshake");
+  }
+
+  // A transport stream to `to`, over TCP or µTP.
+  asio::awaitable<result<transport::stream>> open_stream(endpoint to, transport::kind via) {
+    if (via != transport::kind::utp) co_return co_await transport::tcp_dial(to);
+    if (!utp_) co_return make_error_code(asio::error::operation_not_supported);
+    auto s = co_await utp_->connect({to.address(), to.port()});
+    if (!s) co_return s.error();
+    co_return transport::stream(std::move(*s));
   }
 
   asio::awaitable<void> inbound(transport::stream s) {
@@ -277,7 +329,8 @@ class service::impl final : public detail::connection_owner,
 
   // --- dialling ---
   asio::awaitable<result<peer_info>> connect(endpoint to, std::optional<peer_key> key,
-                                             bool for_bootstrap = false) {
+                                             bool for_bootstrap = false,
+                                             transport::kind via = transport::kind::tcp) {
     if (stopping_) co_return make_error_code(errc::shutting_down);
     if (key && key->id == id_.id()) co_return make_error_code(errc::wrong_peer_key);
     if ((key && banned_ids_.contains(key->id)) || banned(to.address()))
@@ -314,13 +367,13 @@ class service::impl final : public detail::connection_owner,
       guard.mark = std::make_shared<dial_in_flight>(ex_);
       dialling_.emplace(key->id, guard.mark);
     }
-    auto outcome = co_await dial(to, key, for_bootstrap);
+    auto outcome = co_await dial(to, key, for_bootstrap, via);
     if (guard.mark) guard.mark->outcome = outcome;
     co_return outcome;
   }
 
   asio::awaitable<result<peer_info>> dial(endpoint to, std::optional<peer_key> key,
-                                          bool for_bootstrap) {
+                                          bool for_bootstrap, transport::kind via) {
     const std::string where = transport::to_string(to);
     auto fail = [&](error_code ec, std::string detail = {}) -> result<peer_info> {
       std::optional<public_id> who;
@@ -334,7 +387,7 @@ class service::impl final : public detail::connection_owner,
       post_event(events::connect_failure{where, who, ec, std::move(detail)});
       return ec;
     };
-    auto attempt = transport::tcp_dial(to);
+    auto attempt = open_stream(to, via);
     auto s = co_await with_timeout(std::move(attempt), cfg_.connect_timeout);
     const bool cancelled = co_await cancel_requested();
     if (cancelled) co_return make_error_code(errc::cancelled);
@@ -362,7 +415,10 @@ class service::impl final : public detail::connection_owner,
     if (!admission) co_return fail(admission.error(), conn->peer_close_detail());
     if (stopping_) co_return make_error_code(errc::shutting_down);
     auto current = adopt(conn);
-    if (!is_contact(to, remote.id) && cache_.record_success(remote, to, unix_now())) save_cache();
+    // The cache holds TCP endpoints: a µTP dial's UDP port is not one.
+    if (via == transport::kind::tcp && !is_contact(to, remote.id) &&
+        cache_.record_success(remote, to, unix_now()))
+      save_cache();
     post_event(events::connect_success{current->info()});
     co_return current->info();
   }
@@ -702,8 +758,17 @@ class service::impl final : public detail::connection_owner,
     for (auto& [id, conn] : peers_) conn->abort();
     tasks_.cancel_all();
     co_await tasks_.wait_all();
+    // The UDP side last: closing µTP connections needed it running.
+    stop_udp();
+    co_await udp_tasks_.wait_all();
     peers_.clear();
     events_.clear();
+  }
+
+  void stop_udp() {
+    if (utp_) utp_->shutdown();
+    if (udp_) udp_->close();
+    udp_tasks_.cancel_all();
   }
 
   // Immediate teardown, for a service destroyed without stop().
@@ -712,6 +777,7 @@ class service::impl final : public detail::connection_owner,
     for (auto& [id, conn] : peers_) conn->abort();
     peers_.clear();
     tasks_.cancel_all();
+    stop_udp();
   }
 
   std::vector<peer_info> peers() const {
@@ -730,6 +796,11 @@ class service::impl final : public detail::connection_owner,
     auto ep = acceptor_->local_endpoint(ec);
     if (ec) return std::nullopt;
     return ep;
+  }
+  std::optional<endpoint> local_udp_endpoint() const {
+    if (!udp_) return std::nullopt;
+    const auto ep = udp_->local_endpoint();
+    return endpoint(ep.address(), ep.port());
   }
   const identity& id() const { return id_; }
   const config& cfg() const { return cfg_; }
@@ -818,6 +889,7 @@ class service::impl final : public detail::connection_owner,
       acceptor_->close(ec);
     }
     if (beacon_) beacon_->close();
+    if (utp_) utp_->listen(false);
     event_ready_.notify();
     event_space_.notify();
   }
@@ -827,6 +899,9 @@ class service::impl final : public detail::connection_owner,
   identity id_;
   task_group tasks_;
   std::optional<asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<transport::udp_mux> udp_;
+  std::shared_ptr<utp::manager> utp_;
+  task_group udp_tasks_;  // the socket, µTP's timers and accepts: stopped after the connections
   std::map<public_id, std::shared_ptr<connection>> peers_;
   std::deque<event> events_;
   std::size_t queued_messages_ = 0;
@@ -879,6 +954,10 @@ asio::awaitable<result<peer_info>> service::connect(endpoint to, peer_key key) {
 asio::awaitable<result<peer_info>> service::connect(endpoint to) {
   return impl_->connect(to, std::nullopt);
 }
+asio::awaitable<result<peer_info>> service::connect(endpoint to, std::optional<peer_key> key,
+                                                    transport::kind via) {
+  return impl_->connect(to, key, false, via);
+}
 asio::awaitable<result<peer_info>> service::bootstrap() {
   return impl_->bootstrap();
 }
@@ -929,6 +1008,9 @@ std::optional<peer_stats> service::stats(const public_id& peer) const {
 }
 std::optional<service::endpoint> service::local_endpoint() const {
   return impl_->local_endpoint();
+}
+std::optional<service::endpoint> service::local_udp_endpoint() const {
+  return impl_->local_udp_endpoint();
 }
 const identity& service::id() const {
   return impl_->id();

@@ -76,6 +76,13 @@ class service {
   // An address-only dial (Noise XX): whoever answers at `to` and proves an
   // id. Same results as above.
   boost::asio::awaitable<result<peer_info>> connect(endpoint to);
+  // The same over a chosen transport: transport::kind::utp dials µTP to the
+  // peer's UDP endpoint (its local_udp_endpoint()); the secure channel is
+  // the same. peer_info::transport says which one a connection uses. Also:
+  // operation_not_supported when µTP is off (cfg.enable_utp). Peers reached
+  // over µTP are not put in the bootstrap cache, which holds TCP endpoints.
+  boost::asio::awaitable<result<peer_info>> connect(endpoint to, std::optional<peer_key> key,
+                                                    transport::kind via);
 
   // Finds the network: races the bootstrap cache (most recent first) and
   // the hard-coded contacts (shuffled), interleaved, and, first of all when
@@ -144,6 +151,8 @@ class service {
   std::vector<peer_info> peers() const;
   std::optional<peer_stats> stats(const public_id& peer) const;
   std::optional<endpoint> local_endpoint() const;
+  // The node's UDP socket (µTP), once started with cfg.enable_utp.
+  std::optional<endpoint> local_udp_endpoint() const;
   const identity& id() const;
   const config& cfg() const;
 

@@ -47,6 +47,7 @@ class udp_mux : public std::enable_shared_from_this<udp_mux> {
   asio::awaitable<void> run();
   void close();
   udp_endpoint local_endpoint() const;
+  asio::any_io_executor get_executor() { return socket_.get_executor(); }
 
   struct figures {
     std::uint64_t received = 0, sent = 0, send_dropped = 0, unclaimed = 0;

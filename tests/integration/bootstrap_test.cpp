@@ -509,9 +509,11 @@ TEST_CASE("LAN discovery (loopback): our network's peers answer, signed; others 
     for (auto* n : {b.get(), c.get(), other.get()}) {
       REQUIRE(co_await n->start());
       auto tcp = co_await test::next_of<events::listener_started>(*n);
+      auto utp = co_await test::next_of<events::listener_started>(*n);
       auto udp = co_await test::next_of<events::listener_started>(*n);
       auto udp6 = co_await test::next_of<events::listener_started>(*n);
       CHECK(tcp.endpoint.find("tcp ") == 0);
+      CHECK(utp.endpoint.find("utp ") == 0);
       CHECK(udp.endpoint.find("udp beacon") == 0);
       CHECK(udp6.endpoint.find("udp6 beacon [::]:") == 0);
     }

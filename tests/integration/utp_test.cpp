@@ -1,7 +1,9 @@
 // µTP over real UDP sockets on loopback: the shared socket, the manager,
 // utp_stream under asio::async_read/async_write, close and FIN, reset,
 // cancellation.
+#include "crust/service.hpp"
 #include "support/co_test.hpp"
+#include "support/utp_node.hpp"
 #include "support/utp_sim.hpp"
 #include "transports/udp.hpp"
 #include "transports/utp/manager.hpp"
@@ -12,38 +14,9 @@
 
 using namespace crust;
 namespace asio = boost::asio;
-using transport::udp_mux;
+using test::utp_node;
 
 namespace {
-
-// A node's datagram side: one socket, one µTP manager, both running.
-struct utp_node {
-  std::shared_ptr<udp_mux> mux;
-  std::shared_ptr<utp::manager> mgr;
-
-  static utp_node make(asio::io_context& io, bool listen, utp::manager::options o = {}) {
-    auto m = udp_mux::open(io.get_executor(), {asio::ip::make_address("127.0.0.1"), 0});
-    REQUIRE(m);
-    utp_node n{*m, nullptr};
-    n.mgr = utp::manager::create(
-        io.get_executor(), o,
-        [mux = n.mux](byte_span d, const transport::udp_endpoint& to) { mux->send(d, to); });
-    n.mux->on(transport::datagram_kind::utp,
-              [mgr = n.mgr](byte_span d, const transport::udp_endpoint& from) {
-                mgr->on_datagram(d, from);
-              });
-    n.mux->on_batch_end([mgr = n.mgr] { mgr->flush_dirty(); });
-    n.mgr->listen(listen);
-    asio::co_spawn(io, n.mux->run(), asio::detached);
-    asio::co_spawn(io, n.mgr->run(), asio::detached);
-    return n;
-  }
-  transport::udp_endpoint at() const { return mux->local_endpoint(); }
-  void stop() {
-    mgr->shutdown();
-    mux->close();
-  }
-};
 
 asio::awaitable<void> write_pattern(utp::utp_stream& s, std::size_t total, std::uint8_t salt) {
   std::vector<byte> chunk(64 * 1024);
@@ -202,4 +175,81 @@ TEST_CASE("udp mux: datagrams are told apart by their first bytes") {
   stun_success.resize(20);
   CHECK(transport::classify(stun_success) == transport::datagram_kind::stun);
   CHECK(transport::classify(as_bytes("punch!")) == transport::datagram_kind::other);
+}
+
+TEST_CASE("service over µTP: the secure channel runs unchanged; 16 MiB each way by hash") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io);
+    auto b = test::make_node(io);
+    REQUIRE(co_await a->start());
+    REQUIRE(co_await b->start());
+    auto udp = b->local_udp_endpoint();
+    REQUIRE(udp);
+    CHECK(udp->port() != b->local_endpoint()->port());  // a random port of its own
+    auto info = co_await a->connect(*udp, b->id().public_key(), transport::kind::utp);
+    REQUIRE(info);
+    CHECK(info->transport == transport::kind::utp);
+    CHECK(co_await test::eventually([&] { return b->peers().size() == 1; }));
+    CHECK(b->peers().front().transport == transport::kind::utp);
+    CHECK(b->peers().front().inbound);
+    CHECK(a->cached_peers().empty());  // the cache holds TCP endpoints only
+    constexpr std::size_t chunk = 1 << 20, count = 16;
+    auto sender = [&](service& from, service& to, std::uint8_t salt) -> asio::awaitable<void> {
+      for (std::size_t i = 0; i < count; ++i) {
+        bytes msg(chunk);
+        for (std::size_t j = 0; j < chunk; ++j) msg[j] = test::pattern_byte(i * chunk + j, salt);
+        REQUIRE(from.send(to.id().id(), std::move(msg)));
+        if (i % 4 == 3) REQUIRE(co_await from.flush(to.id().id()));
+      }
+    };
+    auto receiver = [&](service& at, std::uint8_t salt) -> asio::awaitable<std::size_t> {
+      std::size_t good = 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        auto m = co_await test::next_of<events::new_message>(at, seconds(60));
+        bool same = m.payload.size() == chunk;
+        for (std::size_t j = 0; same && j < chunk; ++j)
+          same = m.payload[j] == test::pattern_byte(i * chunk + j, salt);
+        good += same ? 1 : 0;
+      }
+      co_return good;
+    };
+    using namespace asio::experimental::awaitable_operators;
+    auto [got_b, got_a] =
+        co_await (sender(*a, *b, 5) && sender(*b, *a, 6) && receiver(*b, 5) && receiver(*a, 6));
+    CHECK(got_b == count);
+    CHECK(got_a == count);
+    // A clean close over µTP: the peer hears of it as a close, not a loss.
+    a->disconnect(b->id().id());
+    auto lost = co_await test::next_of<events::lost_peer>(*b);
+    CHECK(lost.reason == errc::peer_closed);
+    co_await a->stop();
+    co_await b->stop();
+  });
+}
+
+TEST_CASE("service over µTP: off by config, and a dial to a silent UDP port times out") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.enable_utp = false;
+    auto off = test::make_node(io, cfg);
+    REQUIRE(co_await off->start());
+    CHECK_FALSE(off->local_udp_endpoint());
+    auto b = test::make_node(io);
+    REQUIRE(co_await b->start());
+    auto r =
+        co_await off->connect(*b->local_udp_endpoint(), b->id().public_key(), transport::kind::utp);
+    CHECK(r.error() == asio::error::operation_not_supported);
+    auto quick = test::loopback_config();
+    quick.connect_timeout = milliseconds(300);
+    auto a = test::make_node(io, quick);
+    REQUIRE(co_await a->start());
+    const auto t0 = clock::now();
+    auto silent = co_await a->connect(*off->local_endpoint(), b->id().public_key(),
+                                      transport::kind::utp);  // a TCP port: nothing answers on UDP
+    CHECK(silent.error() == errc::timed_out);
+    CHECK(clock::now() - t0 < seconds(2));
+    co_await a->stop();
+    co_await b->stop();
+    co_await off->stop();
+  });
 }

@@ -358,4 +358,23 @@ asio::awaitable<result<utp_stream>> manager::accept() {
   co_return utp_stream(std::move(st));
 }
 
+std::shared_ptr<manager> attach(const std::shared_ptr<transport::udp_mux>& mux,
+                                manager::options o) {
+  // The manager holds the socket weakly: the socket's handlers hold the
+  // manager, and neither should keep the other alive.
+  auto mgr =
+      manager::create(mux->get_executor(), std::move(o),
+                      [w = std::weak_ptr(mux)](byte_span d, const transport::udp_endpoint& to) {
+                        if (auto m = w.lock()) m->send(d, to);
+                      });
+  mux->on(transport::datagram_kind::utp,
+          [w = std::weak_ptr(mgr)](byte_span d, const transport::udp_endpoint& from) {
+            if (auto m = w.lock()) m->on_datagram(d, from);
+          });
+  mux->on_batch_end([w = std::weak_ptr(mgr)] {
+    if (auto m = w.lock()) m->flush_dirty();
+  });
+  return mgr;
+}
+
 }  // namespace crust::utp

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "crust/base/notifier.hpp"
+#include "transports/udp.hpp"
 #include "transports/utp/stream.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -89,5 +90,10 @@ class manager : public std::enable_shared_from_this<manager> {
   std::mt19937 rng_{std::random_device{}()};
   figures stats_;
 };
+
+// A manager that sends through `mux` and gets its µTP datagrams (and the
+// end of each receive batch) from it. Start mux->run() and run() yourself.
+std::shared_ptr<manager> attach(const std::shared_ptr<transport::udp_mux>& mux,
+                                manager::options o = {});
 
 }  // namespace crust::utp
