@@ -9,7 +9,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libssl-dev
   libminiupnpc-dev libnatpmp-dev doctest-dev libcli11-dev
   python3-dissononce python3-cryptography
-  iproute2 util-linux
+  iproute2 util-linux nftables iputils-ping
 )
 
 missing=()

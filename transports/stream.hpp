@@ -42,6 +42,8 @@ class stream {
   static std::pair<stream, stream> make_pair(const executor_type& ex);
 
   kind transport() const noexcept;
+  // The µTP handle inside, for its figures; nullptr for other kinds.
+  const utp::utp_stream* as_utp() const noexcept { return std::get_if<utp::utp_stream>(&s_); }
   bool is_open() const noexcept;
   executor_type get_executor();
   // "ip:port" of the remote end, or a short description for other kinds.

@@ -138,7 +138,7 @@ void connection::on_packet(const packet& p, time_point now) {
   const bool had_inflight = !inflight_.empty();
   const std::uint16_t front_before = had_inflight ? inflight_.front().seq : seq_nr_;
   ack_up_to(p.h.ack_nr, now, acked, rtt);
-  if (p.sack) apply_sack(p, acked);
+  if (p.sack) apply_sack(p, acked, now);
   if (rtt) update_rtt(*rtt);
   const bool progress = !inflight_.empty() ? inflight_.front().seq != front_before : had_inflight;
   if (acked > 0) {
@@ -162,6 +162,10 @@ void connection::on_packet(const packet& p, time_point now) {
     rto_deadline_ = time_point::max();
   else if (progress)
     rto_deadline_ = now + rto_;
+  if (progress) {
+    tlp_fired_ = false;
+    arm_tlp(now);
+  }
 
   if (p.h.type == packet_type::data || p.h.type == packet_type::fin) receive_data(p, now);
   if (fin_acked_ && eof_seq_ && ack_nr_ == *eof_seq_) end(conn_state::closed);
@@ -177,6 +181,7 @@ void connection::ack_up_to(std::uint16_t ack_nr, time_point now, std::size_t& ac
     auto& e = inflight_.front();
     const std::size_t size = e.payload.size() + header_size;
     if (!e.acked) {
+      on_delivered(e, now);
       acked_bytes += size;
       if (!e.need_resend) cur_window_ -= size;
       // Karn: only a packet sent once gives an unambiguous sample.
@@ -188,13 +193,14 @@ void connection::ack_up_to(std::uint16_t ack_nr, time_point now, std::size_t& ac
   }
 }
 
-void connection::apply_sack(const packet& p, std::size_t& acked_bytes) {
+void connection::apply_sack(const packet& p, std::size_t& acked_bytes, time_point now) {
   const auto& mask = *p.sack;
   const auto first = static_cast<std::uint16_t>(p.h.ack_nr + 2);
   for (auto& e : inflight_) {
     const std::uint16_t bit = seq_distance(first, e.seq);
     if (bit >= mask.size() * 8 || e.acked || !sack_has(mask, bit)) continue;
     e.acked = true;
+    on_delivered(e, now);
     const std::size_t size = e.payload.size() + header_size;
     acked_bytes += size;
     if (!e.need_resend) cur_window_ -= size;
@@ -203,10 +209,34 @@ void connection::apply_sack(const packet& p, std::size_t& acked_bytes) {
   }
 }
 
+void connection::on_delivered(const outgoing& e, time_point now) {
+  rack_sent_ = std::max(rack_sent_, e.sent);
+  if (e.transmissions == 1 && highest_delivered_ && seq_less(e.seq, *highest_delivered_))
+    reordering_seen_ = true;
+  if (!highest_delivered_ || seq_less(*highest_delivered_, e.seq)) highest_delivered_ = e.seq;
+  if (e.transmissions > 1 && min_rtt_ != duration::max() && now - e.sent < min_rtt_ / 2) {
+    ++stats_.spurious_retransmits;
+    reordering_seen_ = true;
+    reorder_mult_ = std::min(reorder_mult_ + 1, 8);
+    if (undo_window_ > max_window_) {
+      max_window_ = undo_window_;
+      ssthresh_ = std::max(ssthresh_, undo_window_);
+    }
+    undo_window_ = 0;
+  }
+}
+
 void connection::detect_losses(time_point now) {
-  (void)now;
+  const duration base_allowance =
+      min_rtt_ != duration::max() ? min_rtt_ / 4 * reorder_mult_ : rtt_ / 4;
+  const duration reorder_allowance =
+      std::max<duration>(std::min(base_allowance, rtt_), milliseconds(1));
   // A packet is lost when three packets sent after it have arrived (SACK),
-  // or, for the oldest, after three duplicate ACKs.
+  // or, for the oldest, after three duplicate ACKs. With fewer than four in
+  // flight there cannot be three: one less than what is in flight will do
+  // (early retransmit, RFC 5827), or a small window would wait for the RTO.
+  const std::size_t threshold =
+      inflight_.size() >= 4 ? 3 : std::max<std::size_t>(1, inflight_.size() - 1);
   std::size_t sacked_after = 0;
   for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
     if (it->acked) {
@@ -214,11 +244,19 @@ void connection::detect_losses(time_point now) {
       continue;
     }
     const bool oldest = std::next(it) == inflight_.rend();
-    const bool lost = sacked_after >= 3 || (oldest && dup_acks_ >= 3);
-    if (!lost || it->need_resend || it->transmissions == 0) continue;
+    const bool by_dups = oldest && dup_acks_ >= static_cast<int>(threshold);
+    const bool by_time =
+        have_rtt_ && it->sent < rack_sent_ && now - it->sent >= rtt_ + reorder_allowance;
+    if (it->need_resend || it->transmissions == 0) continue;
+    // Counting rules only for a first transmission: packets SACKed before a
+    // retransmission say nothing of it. Time says it for both.
+    const bool by_count =
+        !reordering_seen_ && it->transmissions == 1 && (sacked_after >= threshold || by_dups);
+    const bool lost = by_time || by_count;
+    if (!lost) continue;
     it->need_resend = true;
     cur_window_ -= it->payload.size() + header_size;
-    if (oldest && dup_acks_ >= 3) {
+    if (by_dups) {
       ++stats_.fast_retransmits;
       dup_acks_ = 0;
     }
@@ -231,13 +269,23 @@ void connection::on_loss(std::uint16_t seq) {
   // last halving are part of the same event.
   if (recovery_until_ && seq_less(seq, *recovery_until_)) return;
   const std::size_t floor = cfg_.min_window * (cfg_.packet_size + header_size);
+  undo_window_ = max_window_;
   max_window_ = std::max(max_window_ / 2, floor);
   ssthresh_ = max_window_;
   slow_start_ = false;
   recovery_until_ = seq_nr_;
 }
 
+void connection::arm_tlp(time_point now) {
+  if (inflight_.empty() || tlp_fired_ || !have_rtt_) {
+    tlp_deadline_ = time_point::max();
+    return;
+  }
+  tlp_deadline_ = now + std::max<duration>(2 * rtt_ + cfg_.delayed_ack, milliseconds(10));
+}
+
 void connection::update_rtt(duration sample) {
+  min_rtt_ = std::min(min_rtt_, sample);
   if (!have_rtt_) {
     rtt_ = sample;
     rtt_var_ = sample / 2;
@@ -286,15 +334,24 @@ void connection::on_acked(std::size_t acked_bytes, std::uint32_t delay_sample, b
       return;
     }
   }
-  // LEDBAT: grow in proportion to how far below the target the delay is,
-  // shrink above it; at most gain_per_rtt per window of acknowledged bytes.
-  const double window_factor = static_cast<double>(std::min(acked_bytes, max_window_)) /
-                               static_cast<double>(std::max(max_window_, acked_bytes));
-  const double delay_factor =
-      std::clamp(static_cast<double>(target - our_delay) / static_cast<double>(target), -1.0, 1.0);
-  double gain = static_cast<double>(cfg_.gain_per_rtt) * window_factor * delay_factor;
-  if (gain > 0 && !window_was_full) gain = 0;  // not using the window: do not grow it
-  const double next = static_cast<double>(max_window_) + gain;
+  // LEDBAT: below the target, grow in proportion to how far below, at most
+  // gain_per_rtt per window of acknowledged bytes. Above it, shrink in
+  // proportion to the excess (LEDBAT++'s multiplicative decrease, at most
+  // half a window per RTT): RFC 6817's additive decrease of a few kB per
+  // RTT is far too slow to give way to TCP, which fills the whole buffer.
+  double next = static_cast<double>(max_window_);
+  if (our_delay <= target) {
+    const double window_factor = static_cast<double>(std::min(acked_bytes, max_window_)) /
+                                 static_cast<double>(std::max(max_window_, acked_bytes));
+    const double delay_factor =
+        static_cast<double>(target - our_delay) / static_cast<double>(target);
+    if (window_was_full)
+      next += static_cast<double>(cfg_.gain_per_rtt) * window_factor * delay_factor;
+  } else {
+    const double excess =
+        std::min(0.5, static_cast<double>(our_delay - target) / static_cast<double>(target));
+    next -= static_cast<double>(acked_bytes) * excess;
+  }
   max_window_ = static_cast<std::size_t>(
       std::clamp(next, static_cast<double>(floor), static_cast<double>(ceiling)));
 }
@@ -376,6 +433,21 @@ void connection::on_timer(time_point now) {
     }
     return;
   }
+  if (now >= tlp_deadline_) {
+    tlp_deadline_ = time_point::max();
+    tlp_fired_ = true;
+    // The newest packet not known to have arrived goes again; its ACK (or
+    // the SACK it provokes) tells what else is missing.
+    for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
+      if (it->acked) continue;
+      if (!it->need_resend) {
+        it->need_resend = true;
+        cur_window_ -= it->payload.size() + header_size;
+        ++stats_.tail_probes;
+      }
+      break;
+    }
+  }
   if (now >= rto_deadline_) {
     if (!inflight_.empty()) {
       if (++consecutive_timeouts_ > cfg_.max_timeouts) {
@@ -412,7 +484,8 @@ void connection::on_timer(time_point now) {
 
 time_point connection::next_deadline() const {
   if (finished()) return time_point::max();
-  auto t = std::min({rto_deadline_, ack_deadline_, last_received_ + cfg_.idle_timeout});
+  auto t =
+      std::min({rto_deadline_, tlp_deadline_, ack_deadline_, last_received_ + cfg_.idle_timeout});
   if (state_ == conn_state::connected) t = std::min(t, last_sent_ + cfg_.keepalive);
   return t;
 }
@@ -527,6 +600,7 @@ void connection::flush(time_point now, const send_fn& send) {
   // closed window (then it allows one probe).
   if ((!inflight_.empty() || shead_ < sbuf_.size()) && rto_deadline_ == time_point::max())
     rto_deadline_ = now + rto_;
+  if (!inflight_.empty() && tlp_deadline_ == time_point::max() && !tlp_fired_) arm_tlp(now);
   if (ack_now_ || acks_owed_ >= 2) emit(packet_type::state, seq_nr_, {}, now, send);
 }
 
@@ -580,7 +654,7 @@ void connection::reset() {
 
 void connection::end(conn_state s) {
   state_ = s;
-  rto_deadline_ = ack_deadline_ = time_point::max();
+  rto_deadline_ = ack_deadline_ = tlp_deadline_ = time_point::max();
 }
 
 connection::figures connection::stats() const {

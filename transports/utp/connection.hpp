@@ -114,7 +114,8 @@ class connection {
     duration rtt{}, rto{};
     std::int64_t queue_delay_us = 0;  // our packets' delay above the base, as the peer measures it
     std::uint64_t packets_sent = 0, packets_resent = 0, packets_received = 0;
-    std::uint64_t fast_retransmits = 0, timeouts = 0, duplicates_received = 0;
+    std::uint64_t fast_retransmits = 0, timeouts = 0, duplicates_received = 0, tail_probes = 0;
+    std::uint64_t spurious_retransmits = 0;
     bool slow_start = true;
   };
   figures stats() const;
@@ -136,7 +137,7 @@ class connection {
   std::uint32_t advertised_window() const;
   void ack_up_to(std::uint16_t ack_nr, time_point now, std::size_t& acked_bytes,
                  std::optional<duration>& rtt_sample);
-  void apply_sack(const packet& p, std::size_t& acked_bytes);
+  void apply_sack(const packet& p, std::size_t& acked_bytes, time_point now);
   void detect_losses(time_point now);
   void on_acked(std::size_t acked_bytes, std::uint32_t delay_sample, bool window_was_full,
                 time_point now);
@@ -188,6 +189,26 @@ class connection {
   duration rto_;
   int consecutive_timeouts_ = 0;
   time_point rto_deadline_ = time_point::max();
+  // Tail loss probe: two RTTs without progress resend the newest packet,
+  // so a lost last packet does not wait for the (much longer) RTO.
+  time_point tlp_deadline_ = time_point::max();
+  bool tlp_fired_ = false;
+  // RACK (RFC 8985), ACK-driven: the latest send time of any packet known
+  // delivered. A packet sent before it and unacknowledged for more than an
+  // RTT plus a reordering allowance is lost, retransmissions included.
+  time_point rack_sent_{};
+  // Reordering: once a packet is seen to arrive after one sent later,
+  // counting rules (three SACKs, three duplicate ACKs) stop declaring
+  // losses and only time does, with an allowance that grows each time a
+  // retransmission proves spurious (its ACK comes back too soon to be for
+  // it); a spurious loss also undoes its window cut.
+  bool reordering_seen_ = false;
+  int reorder_mult_ = 1;
+  std::optional<std::uint16_t> highest_delivered_;
+  std::size_t undo_window_ = 0;
+  duration min_rtt_ = duration::max();
+  void on_delivered(const outgoing& e, time_point now);
+  void arm_tlp(time_point now);
   time_point ack_deadline_ = time_point::max();
   time_point last_sent_, last_received_;
 

@@ -426,3 +426,52 @@ TEST_CASE("utp: LEDBAT keeps the bottleneck queue near the 100 ms target") {
   CHECK(mean < 150);                            // and holds it near the target
   CHECK(written > 35u * 1000 * 1000 * 9 / 10);  // ~90 % of 1 MB/s over 40 s, less start-up
 }
+
+TEST_CASE("utp: 10 % loss on a short path: small windows recover without waiting for the RTO") {
+  // Early retransmit and the tail loss probe: at 2 ms RTT and 10 % loss in
+  // both directions, 4 MiB must not be paced by a 500 ms minimum RTO.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(0, 1);
+  utp_sim sim({}, {milliseconds(1), 0});
+  sim.hook = [&](utp_sim::side, std::size_t, const packet&) {
+    return utp_sim::fate{u(rng) < 0.10 ? 0 : 1, {}};
+  };
+  REQUIRE(connect(sim));
+  test::transfer t{4 << 20, 8};
+  sim.on_pump = [&] { t.step(sim.a(), sim.b()); };
+  const auto t0 = sim.now();
+  REQUIRE(sim.run_until([&] { return t.done(); }, seconds(600)));
+  CHECK_FALSE(t.corrupt);
+  const double secs = std::chrono::duration<double>(sim.now() - t0).count();
+  auto f = sim.a().stats();
+  MESSAGE("4 MiB at 10 % loss, 2 ms RTT: "
+          << secs << " s simulated, " << f.timeouts << " timeouts, " << f.fast_retransmits
+          << " fast retransmits, " << f.tail_probes << " tail probes");
+  CHECK(f.tail_probes > 0);
+  CHECK(secs < 60);
+}
+
+TEST_CASE("utp: jitter that reorders constantly is not taken for loss") {
+  // 25 ms each way plus 0-10 ms of jitter per packet: many packets overtake
+  // others. Counting rules would halve the window again and again.
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> jitter_us(0, 10000);
+  utp_sim sim({}, {milliseconds(25), 0});
+  sim.hook = [&](utp_sim::side, std::size_t, const packet&) {
+    return utp_sim::fate{1, std::chrono::microseconds(jitter_us(rng))};
+  };
+  REQUIRE(connect(sim));
+  test::transfer t{8 << 20, 9};
+  sim.on_pump = [&] { t.step(sim.a(), sim.b()); };
+  const auto t0 = sim.now();
+  REQUIRE(sim.run_until([&] { return t.done(); }, seconds(600)));
+  CHECK_FALSE(t.corrupt);
+  const double secs = std::chrono::duration<double>(sim.now() - t0).count();
+  auto f = sim.a().stats();
+  MESSAGE("8 MiB over 50-70 ms RTT with reordering: "
+          << secs << " s simulated, " << f.packets_resent << " resent, " << f.spurious_retransmits
+          << " spurious, " << f.timeouts << " timeouts, " << f.tail_probes << " probes, window "
+          << f.max_window);
+  // Window-limited by the 1 MiB receive window at ~60 ms: about 17 MB/s.
+  CHECK(secs < 3);
+}
