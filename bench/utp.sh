@@ -2,8 +2,11 @@
 # µTP throughput against TCP and against libutp, as ratios measured in one run:
 #   loopback:    crust-xfer over µTP and over TCP (the same harness, the bare
 #                transports), and libutp (npm utp-native) sending to itself;
-#   50 ms / 1 %: crust-xfer µTP and TCP between two network namespaces with
-#                netem (25 ms and 1 % loss each way); root only.
+#   1 % loss:    crust-xfer µTP and TCP between two network namespaces with
+#                1 % random loss each way (nftables); root only. The issue
+#                asks for 50 ms RTT too, but this kernel has no netem and
+#                nothing else here delays TCP in the kernel, so that figure
+#                is not measured (a user-space relay would split TCP).
 # Runs interleaved repetitions and reports medians. Builds the release tree
 # (build-release) if needed. Writes bench/results/utp-<date>.json.
 #   ./bench/utp.sh [repetitions]
@@ -82,9 +85,11 @@ if [ "$(id -u)" = 0 ] && command -v tc >/dev/null; then
   for n in "$A" "$B"; do
     nsenter -t "$n" -n ip link set lo up
     nsenter -t "$n" -n ip link set eth0 up
-    nsenter -t "$n" -n tc qdisc add dev eth0 root netem limit 10000 delay 25ms loss 1%
+    nsenter -t "$n" -n nft add table inet crust_loss
+    nsenter -t "$n" -n nft add chain inet crust_loss out '{ type filter hook output priority 0; }'
+    nsenter -t "$n" -n nft add rule inet crust_loss out oifname eth0 numgen random mod 1000 \< 10 drop
   done
-  echo "50 ms RTT, 1 % loss each way (netem), $reps interleaved repetitions"
+  echo "1 % loss each way (nftables, no added delay), $reps interleaved repetitions"
   declare -a n_utp n_tcp
   for i in $(seq "$reps"); do
     n_utp+=("$(SEND_NS="nsenter -t $A -n" xfer_run "nsenter -t $B -n" 198.18.0.2 $((16 * MiB)))")
@@ -102,9 +107,9 @@ echo "|---|---:|---:|---:|---:|"
 echo "| loopback vs TCP | $m_utp | $m_tcp | $(ratio "$m_utp" "$m_tcp") | ≥ 0.6 |"
 echo "| loopback vs libutp | $m_utp | $m_lib | $(ratio "$m_utp" "$m_lib") | ≥ 2 |"
 if [ -n "$net_utp" ]; then
-  echo "| 50 ms RTT, 1 % loss vs TCP | $net_utp | $net_tcp | $(ratio "$net_utp" "$net_tcp") | ≥ 0.8 |"
+  echo "| 1 % loss (no added delay) vs TCP | $net_utp | $net_tcp | $(ratio "$net_utp" "$net_tcp") | ≥ 0.8 (at 50 ms RTT) |"
 else
-  echo "| 50 ms RTT, 1 % loss vs TCP | (needs root) | | | ≥ 0.8 |"
+  echo "| 1 % loss vs TCP | (needs root) | | | ≥ 0.8 |"
 fi
 mkdir -p bench/results
 out="bench/results/utp-$(date -u +%Y-%m-%d).json"
@@ -112,6 +117,6 @@ cat > "$out" <<EOF
 {"benchmark": "utp", "repetitions": $reps,
  "loopback": {"utp_mbps": [$(IFS=,; echo "${lo_utp[*]}")], "tcp_mbps": [$(IFS=,; echo "${lo_tcp[*]}")],
               "libutp_mbps": [$(IFS=,; echo "${lo_lib[*]}")]},
- "netem_50ms_1pct": {"utp_mbps": [${n_utp[*]+$(IFS=,; echo "${n_utp[*]}")}], "tcp_mbps": [${n_tcp[*]+$(IFS=,; echo "${n_tcp[*]}")}]}}
+ "loss_1pct": {"utp_mbps": [${n_utp[*]+$(IFS=,; echo "${n_utp[*]}")}], "tcp_mbps": [${n_tcp[*]+$(IFS=,; echo "${n_tcp[*]}")}]}}
 EOF
 echo "written: $out"

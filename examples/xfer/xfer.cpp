@@ -227,5 +227,11 @@ int main(int argc, char** argv) {
   });
   io.run_for(std::chrono::seconds(o.timeout));
   if (rc == 2) std::cout << "ERROR timeout after " << o.timeout << " s" << std::endl;
+  // The socket and manager go before the io_context they were made on
+  // (their timers need its services); coroutines still holding them are
+  // destroyed with the io_context.
+  stop_utp();
+  utp_.reset();
+  mux_.reset();
   return rc;
 }

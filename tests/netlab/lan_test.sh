@@ -20,57 +20,9 @@ if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v nsenter >/d
   exit 77
 fi
 
-work=$(mktemp -d /tmp/crust-lan-XXXXXX)
-pids=()
-failures=0
-cleanup() {
-  # `timeout` passes SIGTERM on to the node it runs (which stops cleanly);
-  # whatever is left after a moment is killed, children first, by PID.
-  local p c
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for _ in $(seq 30); do
-    local alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive -eq 0 ] && break
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do
-    for c in $(pgrep -P "$p" 2>/dev/null); do kill -9 "$c" 2>/dev/null; done
-    kill -9 "$p" 2>/dev/null
-  done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
-in_ns() { local p=$1; shift; nsenter -t "$p" -n -- "$@"; }
-
-# A network namespace held by a sleeping process; prints nothing, sets NS.
-new_ns() {
-  unshare --net -- sleep 240 &
-  NS=$!
-  pids+=("$NS")
-  local mine
-  mine=$(readlink /proc/self/ns/net)
-  for _ in $(seq 100); do
-    [ "$(readlink "/proc/$NS/ns/net" 2>/dev/null)" != "$mine" ] && return 0
-    sleep 0.02
-  done
-  echo "cannot create a network namespace"
-  exit 1
-}
-
-# Waits up to $3 seconds for a line matching $2 in file $1.
-wait_for() {
-  local deadline=$((SECONDS + $3))
-  while [ $SECONDS -lt $deadline ]; do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+LAB_NAME=lan
+# shellcheck source=tests/netlab/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 new_ns; switch=$NS
 # No multicast snooping: with no MLD querier in the lab the bridge should

@@ -1,0 +1,56 @@
+# Shared by the network-lab scripts: a work folder, PIDs to clean up, and
+# namespaces held by sleeping processes (nothing under /run/netns). Source
+# it after setting LAB_NAME; it sets `work`, `pids`, `failures` and traps
+# EXIT. Every process a script starts goes into `pids` and is stopped by
+# PID: SIGTERM first (`timeout` passes it on to what it runs, which stops
+# cleanly), then SIGKILL to what is left, children first.
+work=$(mktemp -d "/tmp/crust-${LAB_NAME:-lab}-XXXXXX")
+pids=()
+failures=0
+cleanup() {
+  local p c
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for _ in $(seq 30); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do
+    for c in $(pgrep -P "$p" 2>/dev/null); do kill -9 "$c" 2>/dev/null; done
+    kill -9 "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
+in_ns() { local p=$1; shift; nsenter -t "$p" -n -- "$@"; }
+
+# A network namespace held by a process sleeping ${LAB_SECONDS:-240} s;
+# prints nothing, sets NS.
+new_ns() {
+  unshare --net -- sleep "${LAB_SECONDS:-240}" &
+  NS=$!
+  pids+=("$NS")
+  local mine
+  mine=$(readlink /proc/self/ns/net)
+  for _ in $(seq 100); do
+    [ "$(readlink "/proc/$NS/ns/net" 2>/dev/null)" != "$mine" ] && return 0
+    sleep 0.02
+  done
+  echo "cannot create a network namespace"
+  exit 1
+}
+
+# Waits up to $3 seconds for a line matching $2 in file $1.
+wait_for() {
+  local deadline=$((SECONDS + $3))
+  while [ $SECONDS -lt $deadline ]; do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
