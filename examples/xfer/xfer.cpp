@@ -10,6 +10,9 @@
 //       writes N bytes of the pattern, ends its side, waits for the
 //       receiver's end, prints "SENT <bytes> <seconds> <MB/s>" and, for
 //       µTP, "UTP resent=<n> timeouts=<n> rtt_ms=<x> window=<bytes>"
+//   --progress (either side, µTP): a "STATS ..." line of the connection's
+//       figures every second, and one more at the timeout, for looking
+//       inside a slow or stuck transfer
 // Errors print "ERROR <what>" and exit 1; the timeout exits 2.
 #include "transports/endpoint.hpp"
 #include "transports/stream.hpp"
@@ -44,10 +47,52 @@ struct options {
   std::string to;
   std::uint64_t bytes = 0;
   int timeout = 300;
+  bool progress = false;
 };
 
 std::shared_ptr<transport::udp_mux> mux_;
 std::shared_ptr<utp::manager> utp_;
+const utp::utp_stream* watched_ = nullptr;  // the connection --progress reports on
+
+void print_stats(const char* when) {
+  if (!watched_) return;
+  const auto f = watched_->stats();
+  const auto ms = [](duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  char line[480];
+  std::snprintf(line, sizeof line,
+                "STATS %s window=%zu in_flight=%zu peer_window=%zu rtt_ms=%.2f rto_ms=%.0f "
+                "queue_ms=%.1f sent=%llu resent=%llu timeouts=%llu fast=%llu probes=%llu "
+                "slow_start=%d state=%s next=%u oldest=%u kept=%zu to_resend=%zu ack_nr=%u "
+                "out_of_order=%zu",
+                when, f.max_window, f.in_flight, f.peer_window, ms(f.rtt), ms(f.rto),
+                static_cast<double>(f.queue_delay_us) / 1000.0,
+                static_cast<unsigned long long>(f.packets_sent),
+                static_cast<unsigned long long>(f.packets_resent),
+                static_cast<unsigned long long>(f.timeouts),
+                static_cast<unsigned long long>(f.fast_retransmits),
+                static_cast<unsigned long long>(f.tail_probes), f.slow_start ? 1 : 0,
+                utp::to_string(watched_->state()), f.next_seq, f.oldest_unacked, f.packets_kept,
+                f.packets_to_resend, f.ack_nr, f.out_of_order);
+  std::cout << line << std::endl;
+}
+
+// Declared after the stream it watches, so it lets go first.
+struct watch_guard {
+  watch_guard() = default;
+  watch_guard(const watch_guard&) = delete;
+  watch_guard& operator=(const watch_guard&) = delete;
+  ~watch_guard() { watched_ = nullptr; }
+};
+
+asio::awaitable<void> report_every_second() {
+  timer t(co_await asio::this_coro::executor);
+  for (;;) {
+    t.expires_after(seconds(1));
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    print_stats("tick");
+  }
+}
 
 result<transport::udp_endpoint> start_utp(asio::io_context& io, const transport::udp_endpoint& at,
                                           bool listen) {
@@ -74,6 +119,7 @@ asio::awaitable<int> recv(asio::io_context& io, options o) {
     co_return 1;
   }
   transport::stream s;
+  watch_guard unwatch;
   if (o.tcp) {
     auto acc = transport::tcp_listen(io.get_executor(), {addr, o.port});
     if (!acc) {
@@ -94,6 +140,7 @@ asio::awaitable<int> recv(asio::io_context& io, options o) {
     auto in = co_await utp_->accept();
     if (!in) co_return 1;
     s = transport::stream(std::move(*in));
+    watched_ = s.as_utp();
   }
   std::vector<byte> buf(256 * 1024);
   std::uint64_t got = 0;
@@ -135,6 +182,7 @@ asio::awaitable<int> send(asio::io_context& io, options o) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   transport::stream s;
+  watch_guard unwatch;
   if (o.tcp) {
     auto out = co_await transport::tcp_dial(*to);
     if (!out) {
@@ -158,6 +206,7 @@ asio::awaitable<int> send(asio::io_context& io, options o) {
       co_return 1;
     }
     s = transport::stream(std::move(*out));
+    watched_ = s.as_utp();
   }
   std::vector<byte> chunk(256 * 1024);
   for (std::uint64_t done = 0; done < o.bytes;) {
@@ -211,6 +260,7 @@ int main(int argc, char** argv) {
   for (auto* sub : {r, s}) {
     sub->add_flag("--tcp", o.tcp, "TCP instead of µTP");
     sub->add_option("--timeout", o.timeout, "give up after this many seconds");
+    sub->add_flag("--progress", o.progress, "print the µTP connection's figures every second");
   }
   r->add_option("--bind", o.bind, "address to listen on");
   r->add_option("--port", o.port, "port to listen on (0 = random)");
@@ -225,8 +275,13 @@ int main(int argc, char** argv) {
     rc = e ? 1 : v;
     io.stop();
   });
+  if (o.progress) asio::co_spawn(io, report_every_second(), asio::detached);
   io.run_for(std::chrono::seconds(o.timeout));
-  if (rc == 2) std::cout << "ERROR timeout after " << o.timeout << " s" << std::endl;
+  if (rc == 2) {
+    print_stats("at-timeout");
+    std::cout << "ERROR timeout after " << o.timeout << " s" << std::endl;
+  }
+  watched_ = nullptr;
   // The socket and manager go before the io_context they were made on
   // (their timers need its services); coroutines still holding them are
   // destroyed with the io_context.

@@ -2,7 +2,8 @@
 // packets (built from fuzzer bytes around the connection's own numbers, so
 // they land in and near its windows), time steps, writes and reads. The
 // machine must never crash, never buffer past its window, emit only
-// datagrams that decode, and stay finished once finished.
+// datagrams that decode, keep its window bookkeeping consistent, and stay
+// finished once finished.
 #include "transports/utp/connection.hpp"
 
 #include <cstdint>
@@ -76,6 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!decode(d)) __builtin_trap();
     });
     if (c.readable() > s.recv_window) __builtin_trap();
+    if (!c.consistent()) __builtin_trap();
     if (c.next_deadline() < now && !c.finished() && c.next_deadline() != time_point::min()) {
       // A deadline in the past is fine (on_timer runs it next); one that
       // on_timer does not move would spin a driver.

@@ -11,9 +11,14 @@ namespace {
 constexpr auto minute = std::chrono::minutes(1);
 constexpr std::size_t delay_filter = 3;  // the current delay: least of the last few samples
 // Out-of-order packets are kept this far ahead of ack_nr at most: what a
-// 32-byte SACK can describe, which is plenty for any window we reach.
-constexpr std::uint16_t max_reorder_distance = 2 + 32 * 8;
-constexpr std::size_t sack_bytes = 32;
+// SACK of sack_bytes describes (bit i is ack_nr + 2 + i). The sender never
+// runs further ahead of its oldest unacknowledged packet than this, so every
+// packet that arrives is reported. That matters most when the oldest packet
+// is lost again after its retransmission: only packets sent after it, and
+// SACKed, can tell (RACK) before the backed-off RTO. 1024 packets is more
+// than the default 1 MiB receive window holds.
+constexpr std::size_t sack_bytes = 128;
+constexpr std::uint16_t max_reorder_distance = 1 + sack_bytes * 8;
 
 // a < b on the wrapping 32-bit microsecond clock.
 bool wrap_less(std::uint32_t a, std::uint32_t b) {
@@ -210,7 +215,10 @@ void connection::apply_sack(const packet& p, std::size_t& acked_bytes, time_poin
 }
 
 void connection::on_delivered(const outgoing& e, time_point now) {
-  rack_sent_ = std::max(rack_sent_, e.sent);
+  if (!rack_seq_ || rack_sent_ < e.sent || (rack_sent_ == e.sent && seq_less(*rack_seq_, e.seq))) {
+    rack_sent_ = e.sent;
+    rack_seq_ = e.seq;
+  }
   if (e.transmissions == 1 && highest_delivered_ && seq_less(e.seq, *highest_delivered_))
     reordering_seen_ = true;
   if (!highest_delivered_ || seq_less(*highest_delivered_, e.seq)) highest_delivered_ = e.seq;
@@ -226,6 +234,12 @@ void connection::on_delivered(const outgoing& e, time_point now) {
   }
 }
 
+bool connection::sent_before_rack(const outgoing& e) const {
+  // Packets of one flush share a send time: then the lower number went first.
+  return rack_seq_ &&
+         (e.sent < rack_sent_ || (e.sent == rack_sent_ && seq_less(e.seq, *rack_seq_)));
+}
+
 void connection::detect_losses(time_point now) {
   const duration base_allowance =
       min_rtt_ != duration::max() ? min_rtt_ / 4 * reorder_mult_ : rtt_ / 4;
@@ -238,6 +252,7 @@ void connection::detect_losses(time_point now) {
   const std::size_t threshold =
       inflight_.size() >= 4 ? 3 : std::max<std::size_t>(1, inflight_.size() - 1);
   std::size_t sacked_after = 0;
+  rack_deadline_ = time_point::max();
   for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
     if (it->acked) {
       ++sacked_after;
@@ -246,14 +261,21 @@ void connection::detect_losses(time_point now) {
     const bool oldest = std::next(it) == inflight_.rend();
     const bool by_dups = oldest && dup_acks_ >= static_cast<int>(threshold);
     const bool by_time =
-        have_rtt_ && it->sent < rack_sent_ && now - it->sent >= rtt_ + reorder_allowance;
+        have_rtt_ && sent_before_rack(*it) && now - it->sent >= rtt_ + reorder_allowance;
     if (it->need_resend || it->transmissions == 0) continue;
     // Counting rules only for a first transmission: packets SACKed before a
     // retransmission say nothing of it. Time says it for both.
     const bool by_count =
         !reordering_seen_ && it->transmissions == 1 && (sacked_after >= threshold || by_dups);
     const bool lost = by_time || by_count;
-    if (!lost) continue;
+    if (!lost) {
+      // Sent before something that arrived, and not yet overdue: it will be
+      // at this time, and no ACK need come to say so (RFC 8985's reordering
+      // timer). Without it a window full of such packets waits for the RTO.
+      if (have_rtt_ && sent_before_rack(*it))
+        rack_deadline_ = std::min(rack_deadline_, it->sent + rtt_ + reorder_allowance);
+      continue;
+    }
     it->need_resend = true;
     cur_window_ -= it->payload.size() + header_size;
     if (by_dups) {
@@ -382,7 +404,10 @@ void connection::receive_data(const packet& p, time_point now) {
       ack_deadline_ = std::min(ack_deadline_, now + cfg_.delayed_ack);
     return;
   }
-  if (d > max_reorder_distance) return;  // too far ahead to describe: the sender resends
+  if (d > max_reorder_distance) {
+    ack_now_ = true;  // too far ahead to describe (a sender not bound as ours is): it resends
+    return;
+  }
   auto [it, inserted] = ooo_.try_emplace(p.h.seq_nr);
   if (inserted) {
     it->second.assign(p.payload.begin(), p.payload.end());
@@ -433,6 +458,7 @@ void connection::on_timer(time_point now) {
     }
     return;
   }
+  if (now >= rack_deadline_) detect_losses(now);
   if (now >= tlp_deadline_) {
     tlp_deadline_ = time_point::max();
     tlp_fired_ = true;
@@ -484,8 +510,8 @@ void connection::on_timer(time_point now) {
 
 time_point connection::next_deadline() const {
   if (finished()) return time_point::max();
-  auto t =
-      std::min({rto_deadline_, tlp_deadline_, ack_deadline_, last_received_ + cfg_.idle_timeout});
+  auto t = std::min({rto_deadline_, tlp_deadline_, rack_deadline_, ack_deadline_,
+                     last_received_ + cfg_.idle_timeout});
   if (state_ == conn_state::connected) t = std::min(t, last_sent_ + cfg_.keepalive);
   return t;
 }
@@ -519,6 +545,10 @@ bool connection::can_send(std::size_t size) const {
   const std::size_t window = std::min(max_window_, peer_window_);
   if (cur_window_ == 0) return size <= window || zero_window_probe_;  // one packet may always go
   return cur_window_ + size <= window;
+}
+
+bool connection::within_reorder_reach() const {
+  return inflight_.empty() || seq_distance(inflight_.front().seq, seq_nr_) < max_reorder_distance;
 }
 
 void connection::flush(time_point now, const send_fn& send) {
@@ -564,7 +594,7 @@ void connection::flush(time_point now, const send_fn& send) {
   }
   // New data, in full packets; a short one waits while anything is in
   // flight (Nagle), unless we are closing.
-  while (shead_ < sbuf_.size()) {
+  while (shead_ < sbuf_.size() && within_reorder_reach()) {
     const std::size_t n = std::min(sbuf_.size() - shead_, cfg_.packet_size);
     if (n < cfg_.packet_size && cur_window_ > 0 && !closing_) break;
     if (!can_send(n + header_size)) break;
@@ -585,7 +615,8 @@ void connection::flush(time_point now, const send_fn& send) {
     sbuf_.erase(sbuf_.begin(), sbuf_.begin() + static_cast<std::ptrdiff_t>(shead_));
     shead_ = 0;
   }
-  if (closing_ && !fin_queued_ && shead_ == sbuf_.size() && can_send(header_size)) {
+  if (closing_ && !fin_queued_ && shead_ == sbuf_.size() && can_send(header_size) &&
+      within_reorder_reach()) {
     outgoing e;
     e.seq = seq_nr_++;
     e.type = packet_type::fin;
@@ -654,7 +685,19 @@ void connection::reset() {
 
 void connection::end(conn_state s) {
   state_ = s;
-  rto_deadline_ = ack_deadline_ = tlp_deadline_ = time_point::max();
+  rto_deadline_ = ack_deadline_ = tlp_deadline_ = rack_deadline_ = time_point::max();
+}
+
+bool connection::consistent() const {
+  std::size_t window = 0, payload = 0;
+  for (std::size_t i = 0; i < inflight_.size(); ++i) {
+    const auto& e = inflight_[i];
+    if (e.seq != static_cast<std::uint16_t>(inflight_.front().seq + i)) return false;
+    if (e.acked && e.need_resend) return false;
+    if (!e.acked && !e.need_resend) window += e.payload.size() + header_size;
+    payload += e.payload.size();
+  }
+  return window == cur_window_ && payload == inflight_bytes_ && shead_ <= sbuf_.size();
 }
 
 connection::figures connection::stats() const {
@@ -665,6 +708,13 @@ connection::figures connection::stats() const {
   f.rtt = rtt_;
   f.rto = rto_;
   f.slow_start = slow_start_;
+  f.next_seq = seq_nr_;
+  f.oldest_unacked = inflight_.empty() ? seq_nr_ : inflight_.front().seq;
+  f.ack_nr = ack_nr_;
+  f.packets_kept = inflight_.size();
+  f.packets_to_resend = static_cast<std::size_t>(std::count_if(
+      inflight_.begin(), inflight_.end(), [](const auto& e) { return e.need_resend; }));
+  f.out_of_order = ooo_.size();
   return f;
 }
 

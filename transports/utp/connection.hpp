@@ -117,8 +117,18 @@ class connection {
     std::uint64_t fast_retransmits = 0, timeouts = 0, duplicates_received = 0, tail_probes = 0;
     std::uint64_t spurious_retransmits = 0;
     bool slow_start = true;
+    // Where the sequence spaces stand: our next number and oldest
+    // unacknowledged one, packets kept for retransmission (SACKed ones
+    // included) and of those declared lost; the peer's last in-order
+    // number and the out-of-order packets held from it.
+    std::uint16_t next_seq = 0, oldest_unacked = 0, ack_nr = 0;
+    std::size_t packets_kept = 0, packets_to_resend = 0, out_of_order = 0;
   };
   figures stats() const;
+  // The bookkeeping agrees with itself: the window and byte counts match
+  // what is in flight, in sequence order. For tests and the fuzzer; a
+  // false here is a bug.
+  bool consistent() const;
 
  private:
   connection(settings s, time_point now);
@@ -149,6 +159,8 @@ class connection {
   void emit(packet_type type, std::uint16_t seq, byte_span payload, time_point now,
             const send_fn& send);
   bool can_send(std::size_t size) const;
+  // A new packet's number stays within what the peer keeps and SACKs.
+  bool within_reorder_reach() const;
   void queue_fin_if_due();
   void end(conn_state s);
   void check_closed();
@@ -197,6 +209,9 @@ class connection {
   // delivered. A packet sent before it and unacknowledged for more than an
   // RTT plus a reordering allowance is lost, retransmissions included.
   time_point rack_sent_{};
+  std::optional<std::uint16_t> rack_seq_;  // that packet's number: the order within one send time
+  bool sent_before_rack(const outgoing& e) const;
+  time_point rack_deadline_ = time_point::max();  // the next packet RACK will find overdue
   // Reordering: once a packet is seen to arrive after one sent later,
   // counting rules (three SACKs, three duplicate ACKs) stop declaring
   // losses and only time does, with an allowance that grows each time a

@@ -93,6 +93,7 @@ class utp_stream {
   bool is_open() const noexcept { return st_ && !st_->handle_closed; }
   asio::ip::udp::endpoint remote_endpoint() const { return st_->remote; }
   connection::figures stats() const { return st_->conn.stats(); }
+  conn_state state() const { return st_->conn.state(); }
 
   // Sends FIN after what was written; reading goes on until the peer's FIN.
   void shutdown_send() noexcept {

@@ -475,3 +475,70 @@ TEST_CASE("utp: jitter that reorders constantly is not taken for loss") {
   // Window-limited by the 1 MiB receive window at ~60 ms: about 17 MB/s.
   CHECK(secs < 3);
 }
+
+TEST_CASE("utp: a retransmission lost again is found by the packets sent after it, not the RTO") {
+  // The oldest packet's first four sends are all dropped while a large
+  // window keeps going. Packets sent after each retransmission arrive and
+  // are SACKed, so time-based detection (RACK) resends it each time; the
+  // backed-off RTO (1, 2, 4 s) is never needed. The sender keeps within
+  // what the receiver's SACK can describe for this to hold.
+  utp_sim sim({}, {std::chrono::microseconds(600), 0});
+  REQUIRE(connect(sim));
+  std::optional<std::uint16_t> target;
+  int drops = 0;
+  sim.hook = [&](utp_sim::side from, std::size_t, const packet& p) {
+    utp_sim::fate f;
+    if (from != utp_sim::a_side || p.h.type != packet_type::data) return f;
+    if (!target && sim.a().stats().max_window > 200000) target = p.h.seq_nr;
+    if (target && p.h.seq_nr == *target && drops < 4) {
+      ++drops;
+      f.copies = 0;
+    }
+    return f;
+  };
+  test::transfer t{64u << 20, 11};
+  sim.on_pump = [&] { t.step(sim.a(), sim.b()); };
+  REQUIRE(sim.run_until([&] { return t.done(); }));
+  CHECK_FALSE(t.corrupt);
+  CHECK(drops == 4);
+  const auto f = sim.a().stats();
+  CHECK(f.timeouts == 0);
+  CHECK(f.packets_resent == 4);
+  CHECK(sim.a().consistent());
+  CHECK(sim.b().consistent());
+}
+
+TEST_CASE("utp: packets overdue by time are resent on a timer, with no further ACK to prompt it") {
+  // After a clean start, a burst of 12 packets of which the first 10 are
+  // dropped: the 2 that arrive are SACKed, too few to declare the others
+  // lost by count, and too soon to by time. Then nothing more is sent, so
+  // no ACK comes to look again: RACK's own deadline must (RFC 8985), well
+  // before a tail loss probe would.
+  utp_sim sim({}, {std::chrono::microseconds(500), 0});
+  REQUIRE(connect(sim));
+  test::transfer warm{256 << 10, 12};
+  sim.on_pump = [&] { warm.step(sim.a(), sim.b()); };
+  REQUIRE(sim.run_until([&] { return warm.done() && sim.a().all_acked(); }));
+  const std::uint16_t first = sim.a().stats().next_seq;
+  const std::size_t payload = utp::settings{}.packet_size;
+  REQUIRE(sim.a().stats().max_window > 12 * (payload + header_size));
+  int dropped = 0;
+  sim.hook = [&](utp_sim::side from, std::size_t, const packet& p) {
+    utp_sim::fate f;
+    if (from == utp_sim::a_side && p.h.type == packet_type::data &&
+        seq_distance(first, p.h.seq_nr) < 10 && dropped < 10) {
+      ++dropped;
+      f.copies = 0;
+    }
+    return f;
+  };
+  test::transfer burst{12 * payload, 13};
+  sim.on_pump = [&] { burst.step(sim.a(), sim.b()); };
+  REQUIRE(sim.run_until([&] { return burst.done(); }, seconds(10)));
+  CHECK_FALSE(burst.corrupt);
+  CHECK(dropped == 10);
+  const auto f = sim.a().stats();
+  CHECK(f.tail_probes == 0);
+  CHECK(f.timeouts == 0);
+  CHECK(f.packets_resent == 10);
+}
