@@ -53,8 +53,9 @@ lossy() {
   done
 }
 
-# transfer NAME BYTES LIMIT_S [--tcp]: B receives, A sends (to $VIA if set,
-# else straight to B); prints the SENT line.
+# transfer NAME BYTES LIMIT_S [--tcp]: B receives (on $BIND if set, else
+# 198.18.0.2), A sends (to $VIA if set, else straight to B); prints the SENT
+# line.
 transfer() {
   local name=$1 bytes=$2 limit=$3 mode=${4:-}
   rm -f "$work/recv.out" "$work/send.out"

@@ -260,8 +260,10 @@ void connection::detect_losses(time_point now) {
     }
     const bool oldest = std::next(it) == inflight_.rend();
     const bool by_dups = oldest && dup_acks_ >= static_cast<int>(threshold);
-    const bool by_time =
-        have_rtt_ && sent_before_rack(*it) && now - it->sent >= rtt_ + reorder_allowance;
+    // Sent before something that arrived: lost once this overdue.
+    const bool timed = have_rtt_ && sent_before_rack(*it);
+    const time_point due = it->sent + rtt_ + reorder_allowance;
+    const bool by_time = timed && now >= due;
     if (it->need_resend || it->transmissions == 0) continue;
     // Counting rules only for a first transmission: packets SACKed before a
     // retransmission say nothing of it. Time says it for both.
@@ -269,11 +271,10 @@ void connection::detect_losses(time_point now) {
         !reordering_seen_ && it->transmissions == 1 && (sacked_after >= threshold || by_dups);
     const bool lost = by_time || by_count;
     if (!lost) {
-      // Sent before something that arrived, and not yet overdue: it will be
-      // at this time, and no ACK need come to say so (RFC 8985's reordering
-      // timer). Without it a window full of such packets waits for the RTO.
-      if (have_rtt_ && sent_before_rack(*it))
-        rack_deadline_ = std::min(rack_deadline_, it->sent + rtt_ + reorder_allowance);
+      // Not yet overdue: it will be at `due`, and no ACK need come to say so
+      // (RFC 8985's reordering timer). Without it a window full of such
+      // packets waits for the RTO.
+      if (timed) rack_deadline_ = std::min(rack_deadline_, due);
       continue;
     }
     it->need_resend = true;
