@@ -7,6 +7,10 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <vector>
 
 namespace crust::transport {
@@ -23,6 +27,36 @@ datagram_kind classify(byte_span d) noexcept {
   if (d.size() >= 20 && (d[0] & 0xc0) == 0 && get_u32(d.data() + 4) == stun_cookie)
     return datagram_kind::stun;
   return datagram_kind::other;
+}
+
+namespace {
+
+// DF for IPv4 and IPv6 at once: a dual-stack socket sends IPv4 under the
+// IPv4 option. Errors are ignored (the other family's level may refuse).
+void set_pmtu_mode(int fd, int v4_mode, int v6_mode) {
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4_mode, sizeof v4_mode);
+  setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v6_mode, sizeof v6_mode);
+}
+
+}  // namespace
+
+std::size_t max_udp_payload(const udp_endpoint& to) {
+  auto addr = to.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+  const bool v6 = addr.is_v6();
+  const int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  const udp_endpoint target(addr, to.port() == 0 ? 9 : to.port());
+  int mtu = 0;
+  socklen_t len = sizeof mtu;
+  const bool ok =
+      ::connect(fd, target.data(), static_cast<socklen_t>(target.size())) == 0 &&
+      getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU, &mtu, &len) == 0;
+  ::close(fd);
+  const int headers = v6 ? 40 + 8 : 20 + 8;
+  if (!ok || mtu <= headers) return 0;
+  return std::min<std::size_t>(static_cast<std::size_t>(mtu - headers), 65507);
 }
 
 result<std::shared_ptr<udp_mux>> udp_mux::open(const asio::any_io_executor& ex,
@@ -43,6 +77,7 @@ result<std::shared_ptr<udp_mux>> udp_mux::open(const asio::any_io_executor& ex,
   if (ec) return ec;
   s.non_blocking(true, ec);
   if (ec) return ec;
+  set_pmtu_mode(s.native_handle(), IP_PMTUDISC_DONT, IPV6_PMTUDISC_DONT);
   return std::shared_ptr<udp_mux>(new udp_mux(std::move(s)));
 }
 
@@ -57,6 +92,15 @@ void udp_mux::send(byte_span d, const udp_endpoint& to) {
     ++stats_.send_dropped;
   else
     ++stats_.sent;
+}
+
+void udp_mux::send_unfragmented(byte_span d, const udp_endpoint& to) {
+  // The mode is the socket's, so it is set for this one datagram; nothing
+  // else sends on the socket in between (one thread runs its executor).
+  const int fd = socket_.native_handle();
+  set_pmtu_mode(fd, IP_PMTUDISC_PROBE, IPV6_PMTUDISC_PROBE);
+  send(d, to);
+  set_pmtu_mode(fd, IP_PMTUDISC_DONT, IPV6_PMTUDISC_DONT);
 }
 
 void udp_mux::dispatch(byte_span d, const udp_endpoint& from) {

@@ -24,6 +24,12 @@ namespace asio = boost::asio;
 using udp_endpoint = asio::ip::udp::endpoint;
 
 enum class datagram_kind { utp, stun, other };
+
+// The largest UDP payload the route to `to` carries in one IP packet: the
+// outgoing interface's MTU (or what the kernel learnt of the path) less
+// the IP and UDP headers; 0 when there is no route. Asks the kernel with a
+// connected socket of its own; sends nothing.
+std::size_t max_udp_payload(const udp_endpoint& to);
 datagram_kind classify(byte_span datagram) noexcept;
 
 class udp_mux : public std::enable_shared_from_this<udp_mux> {
@@ -40,8 +46,14 @@ class udp_mux : public std::enable_shared_from_this<udp_mux> {
   void on_batch_end(std::function<void()> f) { batch_end_ = std::move(f); }
 
   // Best effort, never blocks: a datagram the socket cannot take now is
-  // dropped and counted, as the network would.
+  // dropped and counted, as the network would. Datagrams may be
+  // fragmented (the socket never sets DF), so one cut for a path that has
+  // since shrunk still arrives.
   void send(byte_span datagram, const udp_endpoint& to);
+  // The same with DF set and the kernel's own path MTU ignored: for MTU
+  // probes, which must be dropped by a path too small for them. One is
+  // refused here (and counted as dropped) if larger than the interface's MTU.
+  void send_unfragmented(byte_span datagram, const udp_endpoint& to);
 
   // Receives until close(); returns then.
   asio::awaitable<void> run();

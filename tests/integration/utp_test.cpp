@@ -82,7 +82,15 @@ TEST_CASE("utp loopback: 16 MiB each way at once, intact, then FIN both ways") {
     CHECK(end_b == asio::error::eof);
     MESSAGE("a: " << sa.stats().packets_sent << " packets sent, " << sa.stats().packets_resent
                   << " resent; rtt "
-                  << std::chrono::duration<double, std::micro>(sa.stats().rtt).count() << " us");
+                  << std::chrono::duration<double, std::micro>(sa.stats().rtt).count()
+                  << " us; path MTU " << sa.stats().mtu << " after " << sa.stats().probes_sent
+                  << " probes");
+    // Loopback's MTU is 65536: the search reaches the largest UDP payload
+    // to within its step, and data packets use it.
+    CHECK(transport::max_udp_payload(b.at()) == 65507);
+    CHECK(sa.stats().mtu > 65507 - 32);
+    CHECK(sb.stats().mtu > 65507 - 32);
+    CHECK(sa.stats().max_payload > 60000);
     a.stop();
     b.stop();
   });

@@ -77,6 +77,15 @@ class utp_sim {
   }
   std::function<void()> on_pump;  // the applications: write and read here
 
+  // The path's MTU, as the largest datagram it carries (0: no limit).
+  // Larger ones pass as IP fragments while `fragments` holds, except MTU
+  // probes, which are sent unfragmentable and are dropped; without it,
+  // every larger datagram is dropped (a black hole).
+  std::size_t path_mtu = 0;
+  bool fragments = true;
+  std::size_t dropped_for_size = 0;
+  std::size_t largest_data[2]{};  // the largest DATA datagram each side sent
+
  private:
   void flush(side from) {
     auto& c = from == a_side ? *a_ : *b_;
@@ -87,6 +96,12 @@ class utp_sim {
     auto p = utp::decode(d);
     const std::size_t index = sent_[from]++;
     logged_types[from].push_back(p ? static_cast<std::uint8_t>(p->h.type) : 255);
+    if (p && p->h.type == utp::packet_type::data)
+      largest_data[from] = std::max(largest_data[from], d.size());
+    if (path_mtu > 0 && d.size() > path_mtu && (!fragments || (p && p->mtu_probe))) {
+      ++dropped_for_size;
+      return;
+    }
     fate f;
     if (hook && p) f = hook(from, index, *p);
     if (f.copies == 0) return;

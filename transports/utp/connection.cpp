@@ -19,6 +19,12 @@ constexpr std::size_t delay_filter = 3;  // the current delay: least of the last
 // than the default 1 MiB receive window holds.
 constexpr std::size_t sack_bytes = 128;
 constexpr std::uint16_t max_reorder_distance = 1 + sack_bytes * 8;
+// What a DATA packet carries besides its payload, at most: the header, a
+// full SACK and an MTU echo.
+constexpr std::size_t data_overhead = header_size + 2 + sack_bytes + mtu_ext_size;
+// The MTU search stops when the bounds are this close (RFC 8899 leaves the
+// step to us; below this the gain is under 3 % of a 1200-byte packet).
+constexpr std::size_t mtu_granularity = 32;
 
 // a < b on the wrapping 32-bit microsecond clock.
 bool wrap_less(std::uint32_t a, std::uint32_t b) {
@@ -49,7 +55,12 @@ connection::connection(settings s, time_point now)
       max_window_(std::max<std::size_t>(cfg_.min_window, 4) * (cfg_.packet_size + header_size)),
       rto_(cfg_.initial_rto),
       last_sent_(now),
-      last_received_(now) {}
+      last_received_(now) {
+  mtu_.confirmed = base_datagram();
+  mtu_.ceiling = cfg_.max_datagram;
+  mtu_.next_at = now;
+  max_payload_ = cfg_.packet_size;
+}
 
 connection connection::dial(std::uint16_t recv_id, std::uint16_t isn, time_point now, settings s) {
   connection c(s, now);
@@ -70,6 +81,7 @@ connection connection::accept(const packet& syn, std::uint16_t isn, time_point n
   c.ack_nr_ = syn.h.seq_nr;
   c.peer_window_ = syn.h.wnd_size;
   c.reply_micro_ = c.micros(now) - syn.h.timestamp_us;
+  c.mtu_.peer_answers = syn.answers_probes;
   c.state_ = conn_state::connected;
   c.syn_ack_due_ = true;
   ++c.stats_.packets_received;
@@ -102,6 +114,12 @@ void connection::on_packet(const packet& p, time_point now) {
   if (p.h.type == packet_type::reset) {
     end(conn_state::reset);
     return;
+  }
+  if (p.answers_probes) mtu_.peer_answers = true;
+  if (p.mtu_echo) on_probe_echo(*p.mtu_echo, now);
+  if (p.mtu_probe) {
+    echo_due_ = *p.mtu_probe;  // answered at once, on whatever goes next
+    ack_now_ = true;
   }
   if (p.h.type == packet_type::syn) {
     if (!initiator_) syn_ack_due_ = true;  // our answer was lost: the SYN came again
@@ -137,7 +155,7 @@ void connection::on_packet(const packet& p, time_point now) {
   }
 
   const bool window_was_full =
-      cur_window_ + cfg_.packet_size + header_size > std::min(max_window_, peer_window_);
+      cur_window_ + next_payload() + header_size > std::min(max_window_, peer_window_);
   std::size_t acked = 0;
   std::optional<duration> rtt;
   const bool had_inflight = !inflight_.empty();
@@ -158,8 +176,10 @@ void connection::on_packet(const packet& p, time_point now) {
     consecutive_timeouts_ = 0;
   if (progress) {
     dup_acks_ = 0;
-  } else if (had_inflight && p.h.type == packet_type::state &&
+  } else if (had_inflight && p.h.type == packet_type::state && !p.mtu_probe &&
              p.h.ack_nr == static_cast<std::uint16_t>(front_before - 1)) {
+    // (A probe repeats the ACK because it is a probe, not because
+    // something arrived.)
     ++dup_acks_;  // the same cumulative ACK again: something after it arrived
   }
   detect_losses(now);
@@ -460,6 +480,7 @@ void connection::on_timer(time_point now) {
     return;
   }
   if (now >= rack_deadline_) detect_losses(now);
+  if (now >= mtu_.deadline) on_probe_timeout(now);
   if (now >= tlp_deadline_) {
     tlp_deadline_ = time_point::max();
     tlp_fired_ = true;
@@ -496,6 +517,20 @@ void connection::on_timer(time_point now) {
       }
       rto_ = std::min(rto_ * 2, cfg_.max_rto);
       rto_deadline_ = now + rto_;
+      // Silence at a raised packet size may be a path that shrank and
+      // drops what no longer fits (a black hole, RFC 8899 §4.3): new
+      // packets go back to the base size and the search starts again
+      // below the size that failed. Packets already cut at the larger size
+      // keep it; data datagrams are sent fragmentable, so they still pass.
+      if (consecutive_timeouts_ >= 2 && mtu_.confirmed > base_datagram()) {
+        ++stats_.mtu_black_holes;
+        mtu_.ceiling = mtu_.confirmed - 1;
+        mtu_.confirmed = base_datagram();
+        max_payload_ = cfg_.packet_size;
+        mtu_.failures = 0;
+        mtu_.try_ceiling = false;
+        after_probe(now);
+      }
     } else {
       // Nothing in flight and the peer's window was closed: probe it.
       zero_window_probe_ = true;
@@ -511,8 +546,9 @@ void connection::on_timer(time_point now) {
 
 time_point connection::next_deadline() const {
   if (finished()) return time_point::max();
-  auto t = std::min({rto_deadline_, tlp_deadline_, rack_deadline_, ack_deadline_,
+  auto t = std::min({rto_deadline_, tlp_deadline_, rack_deadline_, ack_deadline_, mtu_.deadline,
                      last_received_ + cfg_.idle_timeout});
+  if (probe_wanted()) t = std::min(t, mtu_.next_at);
   if (state_ == conn_state::connected) t = std::min(t, last_sent_ + cfg_.keepalive);
   return t;
 }
@@ -520,7 +556,7 @@ time_point connection::next_deadline() const {
 // --- output ---
 
 void connection::emit(packet_type type, std::uint16_t seq, byte_span payload, time_point now,
-                      const send_fn& send) {
+                      const send_fn& send, const emit_extras& x) {
   header h;
   h.type = type;
   h.connection_id = type == packet_type::syn ? recv_id_ : send_id_;
@@ -530,8 +566,23 @@ void connection::emit(packet_type type, std::uint16_t seq, byte_span payload, ti
   h.seq_nr = seq;
   h.ack_nr = type == packet_type::syn ? 0 : ack_nr_;
   const bytes mask = type == packet_type::syn ? bytes{} : sack_mask();
+  mtu_ids ids;
+  ids.probe = x.probe;
+  ids.announce = x.announce;
+  if (echo_due_ && type != packet_type::syn && type != packet_type::reset) {
+    ids.echo = echo_due_;
+    echo_due_.reset();
+  }
+  bytes pad;
+  if (x.pad_to > 0) {
+    const std::size_t used = header_size + (mask.empty() ? 0 : 2 + mask.size()) +
+                             (ids.probe ? mtu_ext_size : 0) + (ids.echo ? mtu_ext_size : 0) +
+                             (ids.announce ? 10 : 0);
+    pad.assign(x.pad_to > used ? x.pad_to - used : 0, byte{0});
+    payload = pad;
+  }
   scratch_.clear();
-  encode(h, mask, payload, scratch_);
+  encode(h, mask, payload, scratch_, ids);
   send(scratch_);
   last_sent_ = now;
   ++stats_.packets_sent;
@@ -552,7 +603,7 @@ bool connection::within_reorder_reach() const {
   return inflight_.empty() || seq_distance(inflight_.front().seq, seq_nr_) < max_reorder_distance;
 }
 
-void connection::flush(time_point now, const send_fn& send) {
+void connection::flush(time_point now, const send_fn& send, const send_fn& send_probe) {
   if (reset_pending_) {
     reset_pending_ = false;
     emit(packet_type::reset, seq_nr_, {}, now, send);
@@ -569,7 +620,7 @@ void connection::flush(time_point now, const send_fn& send) {
       syn_sent_at_ = now;
       // The SYN takes the first number; DATA starts after it.
       emit(packet_type::syn, static_cast<std::uint16_t>(seq_nr_ - (syn_sends_ > 1 ? 1 : 0)), {},
-           now, send);
+           now, send, announcing());
       if (syn_sends_ == 1) ++seq_nr_;
       rto_deadline_ = now + rto_;
     }
@@ -577,7 +628,7 @@ void connection::flush(time_point now, const send_fn& send) {
   }
   if (syn_ack_due_) {
     syn_ack_due_ = false;
-    emit(packet_type::state, seq_nr_, {}, now, send);
+    emit(packet_type::state, seq_nr_, {}, now, send, announcing());
   }
   // Retransmissions first, oldest first.
   for (auto& e : inflight_) {
@@ -595,8 +646,9 @@ void connection::flush(time_point now, const send_fn& send) {
   }
   // New data, in full packets; a short one waits while anything is in
   // flight (Nagle), unless we are closing.
+  const std::size_t packet_payload = next_payload();
   while (shead_ < sbuf_.size() && within_reorder_reach()) {
-    const std::size_t n = std::min(sbuf_.size() - shead_, cfg_.packet_size);
+    const std::size_t n = std::min(sbuf_.size() - shead_, packet_payload);
     if (n < cfg_.packet_size && cur_window_ > 0 && !closing_) break;
     if (!can_send(n + header_size)) break;
     outgoing e;
@@ -633,7 +685,80 @@ void connection::flush(time_point now, const send_fn& send) {
   if ((!inflight_.empty() || shead_ < sbuf_.size()) && rto_deadline_ == time_point::max())
     rto_deadline_ = now + rto_;
   if (!inflight_.empty() && tlp_deadline_ == time_point::max() && !tlp_fired_) arm_tlp(now);
+  // A probe is a STATE too: it carries the ACK that may be owed.
+  maybe_probe(now, send_probe ? send_probe : send);
   if (ack_now_ || acks_owed_ >= 2) emit(packet_type::state, seq_nr_, {}, now, send);
+}
+
+// --- the path MTU search ---
+
+std::size_t connection::base_datagram() const {
+  return cfg_.packet_size + data_overhead;
+}
+
+std::size_t connection::next_payload() const {
+  if (max_payload_ <= cfg_.packet_size) return cfg_.packet_size;
+  const std::size_t quarter = std::min(max_window_, peer_window_) / 4;
+  return std::clamp(quarter > header_size ? quarter - header_size : 0, cfg_.packet_size,
+                    max_payload_);
+}
+
+std::size_t connection::next_probe_size() const {
+  if (mtu_.ceiling < mtu_.confirmed + mtu_granularity) return 0;
+  // Optimistic first (most paths carry their first hop's MTU), then halving.
+  return mtu_.try_ceiling ? mtu_.ceiling : (mtu_.confirmed + mtu_.ceiling + 1) / 2;
+}
+
+bool connection::probe_wanted() const {
+  return mtu_.peer_answers && state_ == conn_state::connected && !closing_ && mtu_.probing == 0 &&
+         next_probe_size() > 0;
+}
+
+void connection::maybe_probe(time_point now, const send_fn& send) {
+  if (!probe_wanted() || now < mtu_.next_at) return;
+  mtu_.probing = next_probe_size();
+  ++mtu_.id;
+  // The peer answers at once; a lost probe costs nothing but the wait, and
+  // is no sign of congestion (it is not in the window).
+  mtu_.deadline = now + rto_;
+  ++stats_.probes_sent;
+  emit_extras x;
+  x.probe = mtu_.id;
+  x.pad_to = mtu_.probing;
+  emit(packet_type::state, seq_nr_, {}, now, send, x);
+}
+
+void connection::after_probe(time_point now) {
+  mtu_.probing = 0;
+  mtu_.deadline = time_point::max();
+  if (next_probe_size() > 0) {
+    mtu_.next_at = now;
+    return;
+  }
+  // Over: a path may grow (a route change), so look again later, from the top.
+  mtu_.ceiling = cfg_.max_datagram;
+  mtu_.try_ceiling = true;
+  mtu_.next_at = now + cfg_.mtu_raise;
+}
+
+void connection::on_probe_echo(std::uint32_t id, time_point now) {
+  if (mtu_.probing == 0 || id != mtu_.id) return;  // late, or not ours
+  mtu_.confirmed = mtu_.probing;
+  max_payload_ = std::max(cfg_.packet_size, mtu_.confirmed - data_overhead);
+  mtu_.failures = 0;
+  mtu_.try_ceiling = false;
+  after_probe(now);
+}
+
+void connection::on_probe_timeout(time_point now) {
+  if (mtu_.probing == 0) return;
+  ++stats_.probes_lost;
+  if (++mtu_.failures >= cfg_.probe_attempts) {
+    mtu_.ceiling = mtu_.probing - 1;
+    mtu_.failures = 0;
+    mtu_.try_ceiling = false;
+  }
+  after_probe(now);
 }
 
 // --- the application's side ---
@@ -686,7 +811,8 @@ void connection::reset() {
 
 void connection::end(conn_state s) {
   state_ = s;
-  rto_deadline_ = ack_deadline_ = tlp_deadline_ = rack_deadline_ = time_point::max();
+  rto_deadline_ = ack_deadline_ = tlp_deadline_ = rack_deadline_ = mtu_.deadline =
+      time_point::max();
 }
 
 bool connection::consistent() const {
@@ -698,7 +824,8 @@ bool connection::consistent() const {
     if (!e.acked && !e.need_resend) window += e.payload.size() + header_size;
     payload += e.payload.size();
   }
-  return window == cur_window_ && payload == inflight_bytes_ && shead_ <= sbuf_.size();
+  return window == cur_window_ && payload == inflight_bytes_ && shead_ <= sbuf_.size() &&
+         max_payload_ >= cfg_.packet_size && mtu_.confirmed >= base_datagram();
 }
 
 connection::figures connection::stats() const {
@@ -716,6 +843,8 @@ connection::figures connection::stats() const {
   f.packets_to_resend = static_cast<std::size_t>(std::count_if(
       inflight_.begin(), inflight_.end(), [](const auto& e) { return e.need_resend; }));
   f.out_of_order = ooo_.size();
+  f.mtu = mtu_.confirmed;
+  f.max_payload = max_payload_;
   return f;
 }
 

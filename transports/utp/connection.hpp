@@ -33,12 +33,20 @@
 namespace crust::utp {
 
 struct settings {
-  std::size_t packet_size = 1200;             // payload bytes per DATA packet: safe on any path
-  std::size_t recv_window = 1u << 20;         // bytes we buffer for the reader (advertised)
-  std::size_t send_buffer = 1u << 20;         // bytes write() takes beyond what is unacked
-  duration target_delay = milliseconds(100);  // LEDBAT's target queueing delay
-  std::size_t gain_per_rtt = 3000;            // most the window grows in one RTT (BEP 29)
-  std::size_t min_window = 2;                 // packets; the window never shrinks below
+  std::size_t packet_size = 1200;  // payload bytes per DATA packet: safe on any path
+  // Path MTU search (RFC 8899's PLPMTUD with probes that carry no data):
+  // the largest UDP payload it may try. Anything up to the base (a
+  // packet_size packet with a full SACK) leaves packets at packet_size.
+  // The manager sets it from the route's MTU. Only a peer that says it
+  // answers probes (ours; not libutp) is probed.
+  std::size_t max_datagram = 0;
+  int probe_attempts = 3;  // lost probes of one size before it is taken as too big
+  duration mtu_raise = std::chrono::minutes(10);  // a finished search runs again after this
+  std::size_t recv_window = 1u << 20;             // bytes we buffer for the reader (advertised)
+  std::size_t send_buffer = 1u << 20;             // bytes write() takes beyond what is unacked
+  duration target_delay = milliseconds(100);      // LEDBAT's target queueing delay
+  std::size_t gain_per_rtt = 3000;                // most the window grows in one RTT (BEP 29)
+  std::size_t min_window = 2;                     // packets; the window never shrinks below
   duration initial_rto = seconds(1);
   duration min_rto = milliseconds(500);
   duration max_rto = seconds(16);
@@ -75,8 +83,9 @@ class connection {
   // Runs the timers that are due: retransmission, delayed ACK, keepalive,
   // idle and connect timeouts.
   void on_timer(time_point now);
-  // Puts every datagram due now on the wire through `send`.
-  void flush(time_point now, const send_fn& send);
+  // Puts every datagram due now on the wire through `send`; MTU probes,
+  // which must not be fragmented, through `send_probe` (or `send` if empty).
+  void flush(time_point now, const send_fn& send, const send_fn& send_probe = {});
   // When on_timer() next has something to do; time_point::max() for never.
   time_point next_deadline() const;
 
@@ -123,6 +132,11 @@ class connection {
     // number and the out-of-order packets held from it.
     std::uint16_t next_seq = 0, oldest_unacked = 0, ack_nr = 0;
     std::size_t packets_kept = 0, packets_to_resend = 0, out_of_order = 0;
+    // The path MTU search: the largest datagram known to pass, the payload
+    // that new packets may carry, probes sent and lost, and how often
+    // persistent loss at a raised size sent us back to the base.
+    std::size_t mtu = 0, max_payload = 0;
+    std::uint64_t probes_sent = 0, probes_lost = 0, mtu_black_holes = 0;
   };
   figures stats() const;
   // The bookkeeping agrees with itself: the window and byte counts match
@@ -156,8 +170,34 @@ class connection {
   void receive_data(const packet& p, time_point now);
   void deliver_in_order();
   bytes sack_mask() const;
+  struct emit_extras {
+    std::optional<std::uint32_t> probe;  // an MTU probe with this id
+    std::size_t pad_to = 0;              // the probe's datagram size
+    bool announce = false;               // say that we answer probes
+  };
+  static emit_extras announcing() {
+    emit_extras x;
+    x.announce = true;
+    return x;
+  }
   void emit(packet_type type, std::uint16_t seq, byte_span payload, time_point now,
-            const send_fn& send);
+            const send_fn& send, const emit_extras& x);
+  void emit(packet_type type, std::uint16_t seq, byte_span payload, time_point now,
+            const send_fn& send) {
+    emit(type, seq, payload, now, send, {});
+  }
+  // Payload for the next new packet: the search's result, at most a
+  // quarter of the window (so loss detection by counting still has
+  // packets to count, and a small peer window is not stuck behind one
+  // packet too large for it), never below packet_size.
+  std::size_t next_payload() const;
+  std::size_t base_datagram() const;
+  std::size_t next_probe_size() const;
+  void maybe_probe(time_point now, const send_fn& send);
+  void on_probe_echo(std::uint32_t id, time_point now);
+  void on_probe_timeout(time_point now);
+  void after_probe(time_point now);
+  bool probe_wanted() const;
   bool can_send(std::size_t size) const;
   // A new packet's number stays within what the peer keeps and SACKs.
   bool within_reorder_reach() const;
@@ -243,6 +283,22 @@ class connection {
   int acks_owed_ = 0;                     // DATA packets not yet acknowledged
   bool ack_now_ = false;
   std::uint32_t reply_micro_ = 0;  // our receive time minus the peer's send time, last packet
+
+  // The path MTU search. `confirmed` passed (the base is assumed to);
+  // sizes above `ceiling` are known not to; a search is over when the two
+  // are closer than its granularity, and runs again at `next_at`.
+  struct mtu_search {
+    std::size_t confirmed = 0, ceiling = 0;
+    std::size_t probing = 0;  // the size of the probe in flight, 0 for none
+    std::uint32_t id = 0;     // its id
+    int failures = 0;         // probes of this size lost in a row
+    bool try_ceiling = true;  // the first probe of a search tries the ceiling itself
+    bool peer_answers = false;
+    time_point deadline = time_point::max();  // the probe in flight is lost then
+    time_point next_at{};                     // the next probe may go then
+  } mtu_;
+  std::optional<std::uint32_t> echo_due_;  // a probe's id, echoed on our next packet
+  std::size_t max_payload_ = 0;            // what fits mtu_.confirmed with a full SACK
 
   bytes scratch_;  // the datagram being encoded
   figures stats_;  // the counters; stats() fills in the rest

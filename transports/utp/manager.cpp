@@ -136,14 +136,17 @@ void stream_state::shutdown_send() {
 
 // --- the manager ---
 
-std::shared_ptr<manager> manager::create(asio::any_io_executor ex, options o, send_fn send) {
-  return std::shared_ptr<manager>(new manager(std::move(ex), std::move(o), std::move(send)));
+std::shared_ptr<manager> manager::create(asio::any_io_executor ex, options o, send_fn send,
+                                         send_fn send_probe) {
+  return std::shared_ptr<manager>(
+      new manager(std::move(ex), std::move(o), std::move(send), std::move(send_probe)));
 }
 
-manager::manager(asio::any_io_executor ex, options o, send_fn send)
+manager::manager(asio::any_io_executor ex, options o, send_fn send, send_fn send_probe)
     : ex_(std::move(ex)),
       opt_(std::move(o)),
       send_(std::move(send)),
+      send_probe_(std::move(send_probe)),
       accepted_(ex_),
       changed_(ex_),
       timer_(ex_) {}
@@ -166,7 +169,7 @@ void manager::on_datagram(byte_span datagram, const asio::ip::udp::endpoint& fro
         ++stats_.syns_ignored;
         return;
       }
-      auto c = connection::accept(*p, static_cast<std::uint16_t>(rng_()), now, opt_.conn);
+      auto c = connection::accept(*p, static_cast<std::uint16_t>(rng_()), now, settings_for(from));
       auto st = std::make_shared<stream_state>(std::move(c), from, weak_from_this(), ex_);
       conns_.emplace(k, st);
       accept_queue_.push_back(st);
@@ -200,11 +203,30 @@ void manager::send_reset(const packet& p, const asio::ip::udp::endpoint& to) {
   ++stats_.datagrams_out;
 }
 
+settings manager::settings_for(const asio::ip::udp::endpoint& peer) const {
+  settings s = opt_.conn;
+  if (!opt_.probe_mtu) {
+    s.max_datagram = 0;
+  } else if (opt_.path_limit) {
+    const std::size_t route = opt_.path_limit(peer);
+    s.max_datagram = s.max_datagram == 0 ? route : std::min(s.max_datagram, route);
+  }
+  return s;
+}
+
 void manager::flush_one(stream_state& st, time_point now) {
-  st.conn.flush(now, [&](byte_span d) {
+  // Two captures each: small enough for std::function to hold in place.
+  const crust::utp::send_fn send = [this, &st](byte_span d) {
     send_(d, st.remote);
     ++stats_.datagrams_out;
-  });
+  };
+  crust::utp::send_fn send_probe;
+  if (send_probe_)
+    send_probe = [this, &st](byte_span d) {
+      send_probe_(d, st.remote);
+      ++stats_.datagrams_out;
+    };
+  st.conn.flush(now, send, send_probe);
   const auto d = wake_for(st);
   if (d < next_wake_) rearm(d);
 }
@@ -324,7 +346,7 @@ asio::awaitable<result<utp_stream>> manager::connect(asio::ip::udp::endpoint to)
     if (tries > 64) co_return make_error_code(asio::error::no_buffer_space);
   }
   auto st = std::make_shared<stream_state>(
-      connection::dial(id, static_cast<std::uint16_t>(rng_()), clock::now(), opt_.conn), to,
+      connection::dial(id, static_cast<std::uint16_t>(rng_()), clock::now(), settings_for(to)), to,
       weak_from_this(), ex_);
   conns_.emplace(key{to, id}, st);
   flush_one(*st, clock::now());
@@ -362,11 +384,15 @@ std::shared_ptr<manager> attach(const std::shared_ptr<transport::udp_mux>& mux,
                                 manager::options o) {
   // The manager holds the socket weakly: the socket's handlers hold the
   // manager, and neither should keep the other alive.
-  auto mgr =
-      manager::create(mux->get_executor(), std::move(o),
-                      [w = std::weak_ptr(mux)](byte_span d, const transport::udp_endpoint& to) {
-                        if (auto m = w.lock()) m->send(d, to);
-                      });
+  if (!o.path_limit) o.path_limit = transport::max_udp_payload;
+  auto mgr = manager::create(
+      mux->get_executor(), std::move(o),
+      [w = std::weak_ptr(mux)](byte_span d, const transport::udp_endpoint& to) {
+        if (auto m = w.lock()) m->send(d, to);
+      },
+      [w = std::weak_ptr(mux)](byte_span d, const transport::udp_endpoint& to) {
+        if (auto m = w.lock()) m->send_unfragmented(d, to);
+      });
   mux->on(transport::datagram_kind::utp,
           [w = std::weak_ptr(mgr)](byte_span d, const transport::udp_endpoint& from) {
             if (auto m = w.lock()) m->on_datagram(d, from);

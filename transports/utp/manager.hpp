@@ -25,13 +25,19 @@ class manager : public std::enable_shared_from_this<manager> {
   using send_fn = std::function<void(byte_span datagram, const asio::ip::udp::endpoint& to)>;
 
   struct options {
-    settings conn;              // for every connection
+    // For every connection. conn.max_datagram, if set, caps the MTU search;
+    // otherwise it goes up to what path_limit says of the peer's route.
+    settings conn;
+    bool probe_mtu = true;
+    std::function<std::size_t(const asio::ip::udp::endpoint&)> path_limit;
     std::size_t backlog = 128;  // connections waiting in accept(); beyond, SYNs are ignored
     std::size_t max_connections = 4096;
     duration linger = seconds(30);  // a released connection's time to finish its FIN
   };
 
-  static std::shared_ptr<manager> create(asio::any_io_executor ex, options o, send_fn send);
+  // `send_probe` sends a datagram that must not be fragmented (MTU probes).
+  static std::shared_ptr<manager> create(asio::any_io_executor ex, options o, send_fn send,
+                                         send_fn send_probe);
 
   // Input from the socket: one datagram that looks like µTP.
   void on_datagram(byte_span datagram, const asio::ip::udp::endpoint& from);
@@ -65,7 +71,8 @@ class manager : public std::enable_shared_from_this<manager> {
 
  private:
   using key = std::pair<asio::ip::udp::endpoint, std::uint16_t>;  // remote, our receive id
-  manager(asio::any_io_executor ex, options o, send_fn send);
+  manager(asio::any_io_executor ex, options o, send_fn send, send_fn send_probe);
+  settings settings_for(const asio::ip::udp::endpoint& peer) const;
 
   void flush_one(stream_state& st, time_point now);
   void send_reset(const packet& p, const asio::ip::udp::endpoint& to);
@@ -76,7 +83,7 @@ class manager : public std::enable_shared_from_this<manager> {
 
   asio::any_io_executor ex_;
   options opt_;
-  send_fn send_;
+  send_fn send_, send_probe_;
   std::map<key, std::shared_ptr<stream_state>> conns_;
   std::set<std::shared_ptr<stream_state>> dirty_;
   bool flush_posted_ = false;

@@ -45,22 +45,45 @@ const char* to_string(decode_error e) noexcept {
   return "unknown";
 }
 
-void encode(const header& h, byte_span sack, byte_span payload, bytes& out) {
+void encode(const header& h, byte_span sack, byte_span payload, bytes& out, const mtu_ids& mtu) {
   if (sack.size() % 4 != 0 || sack.size() > max_sack_bytes)
     throw std::invalid_argument("utp::encode: SACK length must be a multiple of 4, at most 252");
-  out.reserve(out.size() + header_size + (sack.empty() ? 0 : 2 + sack.size()) + payload.size());
+  out.reserve(out.size() + header_size + (sack.empty() ? 0 : 2 + sack.size()) +
+              (mtu.announce ? 10 : 0) + (mtu.probe ? mtu_ext_size : 0) +
+              (mtu.echo ? mtu_ext_size : 0) + payload.size());
+  // The chain: each link names the type of the one after it.
+  std::uint8_t chain[4];
+  std::size_t links = 0;
+  if (!sack.empty()) chain[links++] = ext_sack;
+  if (mtu.announce) chain[links++] = ext_bits;
+  if (mtu.probe) chain[links++] = ext_mtu_probe;
+  if (mtu.echo) chain[links++] = ext_mtu_echo;
   out.push_back(static_cast<byte>(static_cast<std::uint8_t>(h.type) << 4 | version));
-  out.push_back(sack.empty() ? ext_none : ext_sack);
+  out.push_back(links > 0 ? chain[0] : ext_none);
   put_u16(out, h.connection_id);
   put_u32(out, h.timestamp_us);
   put_u32(out, h.timestamp_diff_us);
   put_u32(out, h.wnd_size);
   put_u16(out, h.seq_nr);
   put_u16(out, h.ack_nr);
+  std::size_t link = 0;
+  const auto next = [&] { return ++link < links ? chain[link] : ext_none; };
   if (!sack.empty()) {
-    out.push_back(ext_none);
+    out.push_back(next());
     out.push_back(static_cast<byte>(sack.size()));
     append(out, sack);
+  }
+  if (mtu.announce) {
+    out.push_back(next());
+    out.push_back(8);
+    for (int i = 0; i < 7; ++i) out.push_back(0);
+    out.push_back(1);  // answers MTU probes
+  }
+  for (const auto& id : {mtu.probe, mtu.echo}) {
+    if (!id) continue;
+    out.push_back(next());
+    out.push_back(4);
+    put_u32(out, *id);
   }
   append(out, payload);
 }
@@ -72,7 +95,10 @@ bytes encode(const header& h, byte_span sack, byte_span payload) {
 }
 
 bytes encode(const packet& p) {
-  return encode(p.h, p.sack ? byte_span(*p.sack) : byte_span(), p.payload);
+  bytes out;
+  encode(p.h, p.sack ? byte_span(*p.sack) : byte_span(), p.payload, out,
+         {p.mtu_probe, p.mtu_echo, p.answers_probes});
+  return out;
 }
 
 decode_result decode(byte_span d) {
@@ -103,6 +129,11 @@ decode_result decode(byte_span d) {
     if (ext == ext_sack) {
       if (len == 0 || len % 4 != 0) return fail(decode_error::bad_extension);
       if (!p.sack) p.sack.emplace(d.begin() + at, d.begin() + at + len);
+    } else if (ext == ext_bits && len == 8) {
+      p.answers_probes = p.answers_probes || (d[at + 7] & 1) != 0;
+    } else if ((ext == ext_mtu_probe || ext == ext_mtu_echo) && len == 4) {
+      auto& id = ext == ext_mtu_probe ? p.mtu_probe : p.mtu_echo;
+      if (!id) id = get_u32(&d[at]);
     }
     at += len;
     ext = next;

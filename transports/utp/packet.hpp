@@ -20,6 +20,19 @@ inline constexpr std::size_t header_size = 20;
 inline constexpr std::uint8_t version = 1;
 // The SACK length travels in one byte and must be a multiple of 4.
 inline constexpr std::size_t max_sack_bytes = 252;
+// Crust's own extensions for path MTU probing. Both carry a 4-byte
+// big-endian probe id. A probe is a STATE padded to the size being tried;
+// the peer answers it at once, echoing the id on its next packet. Only a
+// peer that said it answers probes is sent one: that is bit 0 of the last
+// byte of BEP 29's "extension bits" (type 2, 8 bytes), which our SYN and
+// the STATE answering a SYN carry. libutp reads a datagram as µTP only if
+// its first extension is a known type (below 3), and skips unknown types
+// further down the chain; so the bits go before ours, and ours go only to
+// peers that set the bit.
+inline constexpr std::uint8_t ext_bits = 2;
+inline constexpr std::uint8_t ext_mtu_probe = 0xc0;
+inline constexpr std::uint8_t ext_mtu_echo = 0xc1;
+inline constexpr std::size_t mtu_ext_size = 6;  // type/len link plus the id
 
 struct header {
   packet_type type = packet_type::data;
@@ -37,14 +50,22 @@ struct packet {
   header h;
   // Selective-ACK bitmask (see sack_has); length a multiple of 4, >= 4.
   std::optional<std::vector<std::uint8_t>> sack;
+  std::optional<std::uint32_t> mtu_probe, mtu_echo;  // ids, see ext_mtu_probe
+  bool answers_probes = false;                       // the extension bit, see ext_bits
   // A view into the decoded datagram: valid only while that buffer is.
   byte_span payload;
 };
 
 // Appends the datagram to `out`. An empty `sack` means no SACK extension; a
 // non-empty one must be a multiple of 4 bytes, at most max_sack_bytes, else
-// std::invalid_argument (a caller bug, not a peer's).
-void encode(const header& h, byte_span sack, byte_span payload, bytes& out);
+// std::invalid_argument (a caller bug, not a peer's). The extension bits
+// (when `announce`) and the MTU extensions follow the SACK, in that order.
+struct mtu_ids {
+  std::optional<std::uint32_t> probe, echo;
+  bool announce = false;
+};
+void encode(const header& h, byte_span sack, byte_span payload, bytes& out,
+            const mtu_ids& mtu = {});
 bytes encode(const header& h, byte_span sack = {}, byte_span payload = {});
 bytes encode(const packet& p);
 
@@ -67,8 +88,9 @@ struct decode_result {
   const packet* operator->() const { return &*value; }
 };
 
-// Parses one datagram. Extensions other than SACK (including BEP 29's
-// former "extension bits", type 2) are skipped; only the first SACK is kept.
+// Parses one datagram. Extensions other than SACK, the extension bits and
+// the MTU pair are skipped, as is one of those three whose length is not
+// what it should be (8, 4, 4); only the first of each is kept.
 // Everything after the chain is payload, whatever the type: whether a DATA
 // without payload or a STATE with one is acceptable is the state machine's call.
 decode_result decode(byte_span datagram);

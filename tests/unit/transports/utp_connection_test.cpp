@@ -542,3 +542,155 @@ TEST_CASE("utp: packets overdue by time are resent on a timer, with no further A
   CHECK(f.timeouts == 0);
   CHECK(f.packets_resent == 10);
 }
+
+// --- the path MTU search ---
+
+namespace {
+
+utp::settings probing(std::size_t max_datagram) {
+  utp::settings s;
+  s.max_datagram = max_datagram;
+  return s;
+}
+
+// A DATA packet's overhead at most: header, full SACK (128 bytes), echo.
+constexpr std::size_t data_overhead = header_size + 2 + 128 + mtu_ext_size;
+
+}  // namespace
+
+TEST_CASE("utp: the MTU search finds what the path carries, and loses no data doing it") {
+  // The hosts could send 9000; the path carries 4000. Probes of 9000 are
+  // dropped (they may not be fragmented); the search narrows to within its
+  // 32-byte step below 4000, and data packets grow to fill it.
+  utp_sim sim(probing(9000), {milliseconds(10), 0});
+  sim.path_mtu = 4000;
+  REQUIRE(connect(sim));
+  REQUIRE(exchange(sim, 4 << 20));  // the search runs meanwhile, at 500 ms per lost probe
+  sim.run_until([] { return false; }, seconds(15));
+  REQUIRE(exchange(sim, 4 << 20));
+  for (auto* c : {&sim.a(), &sim.b()}) {
+    const auto f = c->stats();
+    CHECK(f.mtu <= 4000);
+    CHECK(f.mtu > 4000 - 32);
+    CHECK(f.max_payload == f.mtu - data_overhead);
+    CHECK(f.probes_lost >= 3);  // the 9000 tried three times before it is given up
+    CHECK(f.probes_sent <=
+          8 * 3);                  // log2((9000 - 1356) / 32) < 8 sizes, each tried at most 3 times
+    CHECK(f.packets_resent == 0);  // a lost probe is not lost data
+    CHECK(f.timeouts == 0);
+    CHECK(c->consistent());
+  }
+  CHECK(sim.largest_data[utp_sim::a_side] <= 4000);
+  CHECK(sim.largest_data[utp_sim::a_side] > 3000);  // the packets did grow
+  CHECK(sim.largest_data[utp_sim::b_side] <= 4000);
+}
+
+TEST_CASE("utp: without probing the packets stay at the base size, and a whole path is taken") {
+  SUBCASE("probing off: nothing is probed") {
+    utp_sim sim({}, {milliseconds(10), 0});
+    REQUIRE(connect(sim));
+    REQUIRE(exchange(sim, 1 << 20));
+    CHECK(sim.a().stats().probes_sent == 0);
+    CHECK(sim.largest_data[utp_sim::a_side] <= utp::settings{}.packet_size + data_overhead);
+  }
+  SUBCASE("a path as large as the hosts allow: the first probe confirms it") {
+    utp_sim sim(probing(9000), {milliseconds(10), 0});
+    REQUIRE(connect(sim));
+    REQUIRE(exchange(sim, 1 << 20));
+    const auto f = sim.a().stats();
+    CHECK(f.mtu == 9000);
+    CHECK(f.probes_sent == 1);
+    CHECK(f.probes_lost == 0);
+  }
+}
+
+TEST_CASE("utp: a peer that does not say it answers probes (libutp) is never probed") {
+  const auto t0 = time_point{};
+  auto c = connection::dial(7, 100, t0, probing(9000));
+  std::vector<bytes> out;
+  const auto send = [&](byte_span d) { out.emplace_back(d.begin(), d.end()); };
+  c.flush(t0, send);
+  REQUIRE(out.size() == 1);
+  const auto syn = decode(out[0]);
+  REQUIRE(syn);
+  CHECK(syn->answers_probes);    // ours says so
+  CHECK(out[0][1] == ext_bits);  // first: libutp reads a SYN only if its first extension is known
+  // The answer, as libutp sends it: no MTU extension.
+  header h;
+  h.type = packet_type::state;
+  h.connection_id = 7;
+  h.seq_nr = 500;
+  h.ack_nr = 100;
+  h.wnd_size = 1 << 20;
+  const bytes answer = encode(h);
+  c.on_packet(*decode(answer), t0 + milliseconds(20));
+  REQUIRE(c.state() == conn_state::connected);
+  std::vector<std::uint8_t> data(20000, 7);
+  CHECK(c.write(data) == data.size());
+  auto t = t0 + milliseconds(20);
+  for (int i = 0; i < 50; ++i, t += milliseconds(100)) {
+    c.on_timer(t);
+    c.flush(t, send);
+  }
+  for (const auto& d : out) {
+    const auto p = decode(d);
+    REQUIRE(p);
+    CHECK_FALSE(p->mtu_probe);
+    CHECK(d.size() <= utp::settings{}.packet_size + data_overhead);
+  }
+  CHECK(c.stats().probes_sent == 0);
+}
+
+TEST_CASE("utp: a probe is answered at once and is not taken for a duplicate ACK") {
+  // b receives a probe from a: it echoes the id on its next packet, with
+  // no delayed-ACK wait; and a's probes, which repeat its ACK, never make b
+  // fast-retransmit.
+  utp_sim sim(probing(9000), {milliseconds(10), 0});
+  std::vector<std::pair<time_point, std::uint32_t>> probes, echoes;
+  sim.hook = [&](utp_sim::side from, std::size_t, const packet& p) {
+    if (from == utp_sim::a_side && p.mtu_probe) probes.emplace_back(sim.now(), *p.mtu_probe);
+    if (from == utp_sim::b_side && p.mtu_echo && *p.mtu_echo != 0)
+      echoes.emplace_back(sim.now(), *p.mtu_echo);
+    return utp_sim::fate{};
+  };
+  REQUIRE(connect(sim));
+  REQUIRE(exchange(sim, 1 << 20));
+  REQUIRE(!probes.empty());
+  REQUIRE(echoes.size() == probes.size());
+  for (std::size_t i = 0; i < probes.size(); ++i) {
+    CHECK(echoes[i].second == probes[i].second);
+    CHECK(echoes[i].first - probes[i].first == milliseconds(10));  // the one-way delay, no more
+  }
+  CHECK(sim.b().stats().fast_retransmits == 0);
+}
+
+TEST_CASE("utp: a path that shrinks mid-transfer: back to the base size, then the new size") {
+  // After 2 MiB the path drops to 1400 and black-holes everything larger,
+  // until the sender has noticed (as a kernel that learnt the new MTU
+  // would then fragment what was already cut larger).
+  utp_sim sim(probing(9000), {milliseconds(10), 0});
+  REQUIRE(connect(sim));
+  test::transfer t{8 << 20, 21};
+  bool shrunk = false;
+  std::size_t before = 0;
+  sim.on_pump = [&] {
+    t.step(sim.a(), sim.b());
+    if (!shrunk && t.read > (2u << 20)) {
+      shrunk = true;
+      before = sim.a().stats().mtu;
+      sim.path_mtu = 1400;
+      sim.fragments = false;
+    }
+    if (shrunk && sim.a().stats().mtu_black_holes > 0) sim.fragments = true;
+  };
+  REQUIRE(sim.run_until([&] { return t.done(); }));
+  CHECK_FALSE(t.corrupt);
+  sim.on_pump = nullptr;
+  sim.run_until([] { return false; }, seconds(15));  // the new search
+  CHECK(before == 9000);
+  const auto f = sim.a().stats();
+  CHECK(f.mtu_black_holes == 1);
+  CHECK(f.mtu <= 1400);
+  CHECK(f.mtu > 1400 - 32);
+  CHECK(sim.a().consistent());
+}

@@ -303,3 +303,40 @@ TEST_CASE("utp packet: STUN on the same socket is not taken for µTP") {
   CHECK(looks_like_utp(encode(syn)));
   CHECK_FALSE(looks_like_utp(byte_span(encode(sample)).first(header_size - 1)));
 }
+
+TEST_CASE(
+    "utp packet: the MTU probe and echo extensions round-trip after a SACK, and skip if odd") {
+  header h;
+  h.type = packet_type::state;
+  h.connection_id = 9;
+  std::vector<std::uint8_t> sack{1, 0, 0, 0};
+  const std::vector<std::uint8_t> pad(100, 0);
+  bytes d;
+  encode(h, sack, pad, d, {0x01020304u, 0u, true});
+  CHECK(d.size() == header_size + 6 + 10 + 6 + 6 + pad.size());
+  auto p = decode(d);
+  REQUIRE(p);
+  CHECK(p->sack == sack);
+  CHECK(p->mtu_probe == std::optional<std::uint32_t>(0x01020304u));
+  CHECK(p->mtu_echo == std::optional<std::uint32_t>(0u));
+  CHECK(p->answers_probes);
+  CHECK(p->payload.size() == pad.size());
+  CHECK(encode(*p) == d);
+  // Echo alone, no SACK: the header names it first.
+  const bytes e = encode(h, {}, {}), with = [&] {
+    bytes out;
+    encode(h, {}, {}, out, {std::nullopt, 7u});
+    return out;
+  }();
+  CHECK(with.size() == e.size() + 6);
+  CHECK(with[1] == ext_mtu_echo);
+  CHECK_FALSE(decode(with)->answers_probes);
+  // An MTU extension of the wrong length is skipped like an unknown one.
+  bytes odd = e;
+  odd[1] = ext_mtu_probe;
+  odd.insert(odd.end(), {0, 2, 0xaa, 0xbb});
+  auto q = decode(odd);
+  REQUIRE(q);
+  CHECK_FALSE(q->mtu_probe);
+  CHECK(q->payload.empty());
+}
