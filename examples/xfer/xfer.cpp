@@ -63,7 +63,7 @@ void print_stats(const char* when) {
                 "STATS %s window=%zu in_flight=%zu peer_window=%zu rtt_ms=%.2f rto_ms=%.0f "
                 "queue_ms=%.1f sent=%llu resent=%llu timeouts=%llu fast=%llu probes=%llu "
                 "slow_start=%d state=%s next=%u oldest=%u kept=%zu to_resend=%zu ack_nr=%u "
-                "out_of_order=%zu",
+                "out_of_order=%zu mtu=%zu",
                 when, f.max_window, f.in_flight, f.peer_window, ms(f.rtt), ms(f.rto),
                 static_cast<double>(f.queue_delay_us) / 1000.0,
                 static_cast<unsigned long long>(f.packets_sent),
@@ -72,7 +72,7 @@ void print_stats(const char* when) {
                 static_cast<unsigned long long>(f.fast_retransmits),
                 static_cast<unsigned long long>(f.tail_probes), f.slow_start ? 1 : 0,
                 utp::to_string(watched_->state()), f.next_seq, f.oldest_unacked, f.packets_kept,
-                f.packets_to_resend, f.ack_nr, f.out_of_order);
+                f.packets_to_resend, f.ack_nr, f.out_of_order, f.mtu);
   std::cout << line << std::endl;
 }
 
@@ -238,10 +238,14 @@ asio::awaitable<int> send(asio::io_context& io, options o) {
     // The handle is still ours: its figures are the connection's.
     if (const auto* u = s.as_utp()) {
       const auto f = u->stats();
-      std::snprintf(line, sizeof line, "UTP resent=%llu timeouts=%llu rtt_ms=%.2f window=%zu",
+      std::snprintf(line, sizeof line,
+                    "UTP resent=%llu timeouts=%llu rtt_ms=%.2f window=%zu mtu=%zu "
+                    "mtu_probes=%llu mtu_probes_lost=%llu",
                     static_cast<unsigned long long>(f.packets_resent),
                     static_cast<unsigned long long>(f.timeouts),
-                    std::chrono::duration<double, std::milli>(f.rtt).count(), f.max_window);
+                    std::chrono::duration<double, std::milli>(f.rtt).count(), f.max_window, f.mtu,
+                    static_cast<unsigned long long>(f.probes_sent),
+                    static_cast<unsigned long long>(f.probes_lost));
       std::cout << line << std::endl;
     }
   }

@@ -11,7 +11,9 @@
 #      TCP flow that starts while µTP is running keeps at least 60 % of what
 #      it gets alone (µTP yields), and the queueing delay µTP alone causes,
 #      measured with ping, is near LEDBAT's 100 ms target. SKIP_LEDBAT=1
-#      leaves this part out.
+#      leaves this part out;
+#   3. through the same router with an MTU of 1400 behind A's 1500 link,
+#      the path MTU search settles just below what the path carries.
 # The namespaces are held by `sleep` processes made with unshare; every
 # process is bounded by `timeout` and killed by PID at the end, pass or
 # fail. Needs root; exits 77 (skipped) without it.
@@ -110,12 +112,6 @@ relayed() {
 relayed "50 ms RTT, 5 ms jitter, 5 % held back (reordering)" --delay-ms 25 --jitter-ms 5 --reorder 0.05
 relayed "5 % duplication, 10 ms RTT" --delay-ms 5 --dup 0.05
 
-if [ -n "${SKIP_LEDBAT:-}" ]; then
-  echo "$failures failed"
-  [ $failures -eq 0 ]
-  exit
-fi
-
 # 2. LEDBAT yields to TCP. A 20 Mbit/s bottleneck (tbf, room for 600 ms of
 #    queue) in a router R between A and B: TCP alone, then TCP started while
 #    µTP runs. The bottleneck must not be on the sender's own interface:
@@ -144,9 +140,34 @@ in_ns "$R" tc qdisc add dev eth1 root tbf rate 20mbit burst 32kbit latency 600ms
 # sees it push the delay up, so the two just split the link. (cubic is not
 # allowed inside a namespace on this kernel; reno is.)
 for n in "$A" "$B"; do in_ns "$n" sysctl -qw net.ipv4.tcp_congestion_control=reno; done
+through() { VIA=198.18.2.2:7000 BIND=198.18.2.2 transfer "$@"; }
+
+# 3. The path MTU search, through the router with its B side cut to an MTU
+#    of 1400 while A's own link stays at 1500. A's probes of what its link
+#    allows (1472-byte UDP payloads) are dropped by R, which answers with
+#    ICMP "fragmentation needed"; B's own link says 1372. The search must
+#    settle within its 32-byte step below 1372 and the data arrive intact.
+#    The transfer lasts long enough for the lost probes' timeouts (20 Mbit/s).
+in_ns "$R" ip link set eth1 mtu 1400
+in_ns "$B" ip link set eth1 mtu 1400
+if through "path MTU 1400 behind a 1500 link" $((24 * MiB)) 120; then
+  mtu=$(grep -o 'mtu=[0-9]*' "$work/send.out" | tail -n 1 | cut -d= -f2)
+  if [ -n "$mtu" ] && [ "$mtu" -le 1372 ] && [ "$mtu" -gt $((1372 - 32)) ]; then
+    ok "the MTU search found $mtu bytes of UDP payload (the path carries 1372)"
+  else
+    bad "the MTU search ended at ${mtu:-?}, not within 32 bytes below 1372"
+  fi
+fi
+in_ns "$R" ip link set eth1 mtu 1500
+in_ns "$B" ip link set eth1 mtu 1500
+
+if [ -n "${SKIP_LEDBAT:-}" ]; then
+  echo "$failures failed"
+  [ $failures -eq 0 ]
+  exit
+fi
 tcp_bytes=$((24 * MiB))
 [ -n "$quick" ] && tcp_bytes=$((8 * MiB))
-through() { VIA=198.18.2.2:7000 BIND=198.18.2.2 transfer "$@"; }
 through "TCP alone through the bottleneck" $tcp_bytes 120 --tcp
 alone=$(awk '/^SENT/ {print $4}' "$work/send.out")
 
