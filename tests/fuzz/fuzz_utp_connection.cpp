@@ -27,11 +27,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   s.recv_window = 16384;
   s.send_buffer = 16384;
   s.packet_size = 1000;
+  s.max_datagram = 4000;  // the MTU search runs, against probes and echoes from the input
   time_point now{};
-  const bool initiator = in.u8() & 1;
-  header syn{packet_type::syn, 100, 1, 0, 65535, 10, 0};
-  auto c = initiator ? connection::dial(100, 500, now, s)
-                     : connection::accept(packet{syn, std::nullopt, {}}, 500, now, s);
+  const std::uint8_t first = in.u8();
+  const bool initiator = first & 1;
+  packet syn;
+  syn.h = header{packet_type::syn, 100, 1, 0, 65535, 10, 0};
+  syn.answers_probes = first & 2;
+  auto c = initiator ? connection::dial(100, 500, now, s) : connection::accept(syn, 500, now, s);
   const std::uint16_t peer_base = 10, our_base = 500;
   bytes payload_store(2048, 0xab);
   bool was_finished = false;
@@ -51,7 +54,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::optional<std::vector<std::uint8_t>> sack;
         if (in.u8() & 1) sack = std::vector<std::uint8_t>{in.u8(), in.u8(), in.u8(), in.u8()};
         const std::size_t len = std::size_t{in.u8()} * 8;
-        c.on_packet(packet{h, sack, byte_span(payload_store.data(), len)}, now);
+        packet p;
+        p.h = h;
+        p.sack = sack;
+        p.payload = byte_span(payload_store.data(), len);
+        const std::uint8_t mtu = in.u8();
+        p.answers_probes = mtu & 1;
+        if (mtu & 2) p.mtu_probe = in.u8();
+        if (mtu & 4) p.mtu_echo = in.u8();  // small ids: ours count up from 1
+        c.on_packet(p, now);
         break;
       }
       case 1:
