@@ -577,7 +577,7 @@ void connection::emit(packet_type type, std::uint16_t seq, byte_span payload, ti
   if (x.pad_to > 0) {
     const std::size_t used = header_size + (mask.empty() ? 0 : 2 + mask.size()) +
                              (ids.probe ? mtu_ext_size : 0) + (ids.echo ? mtu_ext_size : 0) +
-                             (ids.announce ? 10 : 0);
+                             (ids.announce ? ext_bits_size : 0);
     pad.assign(x.pad_to > used ? x.pad_to - used : 0, byte{0});
     payload = pad;
   }

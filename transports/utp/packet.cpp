@@ -49,7 +49,7 @@ void encode(const header& h, byte_span sack, byte_span payload, bytes& out, cons
   if (sack.size() % 4 != 0 || sack.size() > max_sack_bytes)
     throw std::invalid_argument("utp::encode: SACK length must be a multiple of 4, at most 252");
   out.reserve(out.size() + header_size + (sack.empty() ? 0 : 2 + sack.size()) +
-              (mtu.announce ? 10 : 0) + (mtu.probe ? mtu_ext_size : 0) +
+              (mtu.announce ? ext_bits_size : 0) + (mtu.probe ? mtu_ext_size : 0) +
               (mtu.echo ? mtu_ext_size : 0) + payload.size());
   // The chain: each link names the type of the one after it.
   std::uint8_t chain[4];

@@ -32,7 +32,8 @@ inline constexpr std::size_t max_sack_bytes = 252;
 inline constexpr std::uint8_t ext_bits = 2;
 inline constexpr std::uint8_t ext_mtu_probe = 0xc0;
 inline constexpr std::uint8_t ext_mtu_echo = 0xc1;
-inline constexpr std::size_t mtu_ext_size = 6;  // type/len link plus the id
+inline constexpr std::size_t mtu_ext_size = 6;    // type/len link plus the id
+inline constexpr std::size_t ext_bits_size = 10;  // type/len link plus the 8 bits
 
 struct header {
   packet_type type = packet_type::data;
