@@ -573,16 +573,10 @@ void connection::emit(packet_type type, std::uint16_t seq, byte_span payload, ti
     ids.echo = echo_due_;
     echo_due_.reset();
   }
-  bytes pad;
-  if (x.pad_to > 0) {
-    const std::size_t used = header_size + (mask.empty() ? 0 : 2 + mask.size()) +
-                             (ids.probe ? mtu_ext_size : 0) + (ids.echo ? mtu_ext_size : 0) +
-                             (ids.announce ? ext_bits_size : 0);
-    pad.assign(x.pad_to > used ? x.pad_to - used : 0, byte{0});
-    payload = pad;
-  }
   scratch_.clear();
   encode(h, mask, payload, scratch_, ids);
+  // A probe: zeros after the chain are its payload, up to the size tried.
+  if (scratch_.size() < x.pad_to) scratch_.resize(x.pad_to, byte{0});
   send(scratch_);
   last_sent_ = now;
   ++stats_.packets_sent;
