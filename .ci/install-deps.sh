@@ -8,7 +8,7 @@ packages=(
   meson ninja-build pkg-config cmake
   libboost1.81-dev libboost-json1.81-dev libssl-dev
   libminiupnpc-dev libnatpmp-dev doctest-dev libcli11-dev
-  python3-dissononce python3-cryptography
+  python3-dissononce python3-cryptography coturn stun-server
   iproute2 util-linux nftables iputils-ping
 )
 

@@ -21,12 +21,13 @@
 // Family 0 means "the address this response came from" (a node listening
 // on a wildcard address). Requests of another network are not answered;
 // responses never exceed the request (no amplification), and the responder
-// rate-limits per source (beacon_rate_limiter).
+// rate-limits per source (transport::rate_limiter).
 #pragma once
 
 #include "crust/base/clock.hpp"
 #include "crust/secure/identity.hpp"
 #include "transports/endpoint.hpp"
+#include "transports/rate_limit.hpp"
 
 #include <map>
 #include <optional>
@@ -79,30 +80,5 @@ std::optional<bytes> beacon_answer(byte_span request, std::string_view network_n
                                    const identity& me,
                                    const std::vector<advertised_endpoint>& endpoints,
                                    std::int64_t now);
-
-// Token buckets per source address and one global bucket, bounded in the
-// number of sources it remembers (the least recently seen are forgotten).
-class beacon_rate_limiter {
- public:
-  beacon_rate_limiter(double per_source_per_second = 5, double burst = 10,
-                      double global_per_second = 200, std::size_t max_sources = 1024)
-      : rate_(per_source_per_second),
-        burst_(burst),
-        global_rate_(global_per_second),
-        max_sources_(max_sources),
-        global_tokens_(global_per_second) {}
-  bool allow(const boost::asio::ip::address& source, time_point now);
-
- private:
-  struct bucket {
-    double tokens = 0;
-    time_point last{};
-  };
-  double rate_, burst_, global_rate_;
-  std::size_t max_sources_;
-  double global_tokens_;
-  time_point global_last_{};
-  std::map<boost::asio::ip::address, bucket> buckets_;
-};
 
 }  // namespace crust::bootstrap

@@ -181,6 +181,8 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.boolean(v, key, c.enable_utp);
     } else if (key == "udp_port") {
       r.number(v, key, c.udp_port, 0, 65535);
+    } else if (key == "enable_stun_server") {
+      r.boolean(v, key, c.enable_stun_server);
     } else if (key == "enable_lan_discovery") {
       r.boolean(v, key, c.enable_lan_discovery);
     } else if (key == "lan_discovery_window_ms") {
@@ -255,6 +257,7 @@ std::string config::to_json() const {
   o["external_reachability_check"] = external_reachability_check;
   o["enable_utp"] = enable_utp;
   o["udp_port"] = udp_port;
+  o["enable_stun_server"] = enable_stun_server;
   o["enable_lan_discovery"] = enable_lan_discovery;
   o["service_discovery_port"] = service_discovery_port;
   o["lan_discovery_window_ms"] = ms(lan_discovery_window);

@@ -46,6 +46,7 @@ struct config {
   bool external_reachability_check = false;
   bool enable_utp = true;                             // listen and dial over µTP too
   std::uint16_t udp_port = 0;                         // the node's UDP socket (µTP); 0: random
+  bool enable_stun_server = true;                     // answer STUN Binding requests on it
   bool enable_lan_discovery = true;                   // answer and send LAN beacons
   std::uint16_t service_discovery_port = 5484;        // the LAN beacon's UDP port
   duration lan_discovery_window = milliseconds(500);  // how long bootstrap listens for answers

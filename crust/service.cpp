@@ -8,6 +8,7 @@
 #include "crust/base/race.hpp"
 #include "crust/base/task_group.hpp"
 #include "crust/detail/connection.hpp"
+#include "nat/stun_agent.hpp"
 #include "transports/tcp.hpp"
 #include "transports/udp.hpp"
 #include "transports/utp/manager.hpp"
@@ -59,7 +60,7 @@ const std::set<std::string, std::less<>> live_keys = {
     "hard_coded_contacts",         "bootstrap_timeout_ms",   "bootstrap_concurrency",
     "bootstrap_stagger_ms",        "bootstrap_cache_size",   "bootstrap_cache_per_group",
     "bootstrap_cache_per_source",  "bootstrap_cache_ttl_s",  "lan_discovery_window_ms",
-    "external_reachability_check",
+    "external_reachability_check", "enable_stun_server",
 };
 
 }  // namespace
@@ -253,6 +254,13 @@ class service::impl final : public detail::connection_owner,
     udp_ = std::move(*mux);
     utp_ = utp::attach(udp_);
     utp_->listen(true);
+    // STUN shares the socket: every node answers Binding requests (bootstrap
+    // nodes are the rendezvous servers), and asks through the same socket,
+    // so what it learns is this socket's mapping.
+    nat::stun_agent::options so;
+    so.serve = cfg_.enable_stun_server;
+    so.admit = [this](const asio::ip::address& from) { return !banned(from); };
+    stun_ = nat::stun_agent::attach(udp_, std::move(so));
     auto self = shared_from_this();
     udp_tasks_.spawn(udp_->run(), "udp socket", self);
     udp_tasks_.spawn(utp_->run(), "utp timers", self);
@@ -672,6 +680,8 @@ class service::impl final : public detail::connection_owner,
     cfg_.bootstrap_cache_ttl = next.bootstrap_cache_ttl;
     cfg_.lan_discovery_window = next.lan_discovery_window;
     cfg_.external_reachability_check = next.external_reachability_check;
+    cfg_.enable_stun_server = next.enable_stun_server;
+    if (stun_) stun_->serve(cfg_.enable_stun_server);
     cache_.set_limits(cache_limits_of(cfg_));
     drop_contacts_from_cache();
     // Inbound peers the whitelists no longer allow.
@@ -766,6 +776,7 @@ class service::impl final : public detail::connection_owner,
   }
 
   void stop_udp() {
+    if (stun_) stun_->close();
     if (utp_) utp_->shutdown();
     if (udp_) udp_->close();
     udp_tasks_.cancel_all();
@@ -804,6 +815,13 @@ class service::impl final : public detail::connection_owner,
   }
   const identity& id() const { return id_; }
   const config& cfg() const { return cfg_; }
+
+  asio::awaitable<result<nat::binding_result>> reflexive_address(asio::ip::udp::endpoint server,
+                                                                 nat::stun::retransmission r) {
+    if (!stun_) co_return make_error_code(asio::error::not_connected);
+    auto agent = stun_;  // the agent outlives a stop() during the transaction
+    co_return co_await agent->binding(server, r);
+  }
 
  private:
   // Why a connection from `ip` is refused before the handshake, if it is.
@@ -901,6 +919,7 @@ class service::impl final : public detail::connection_owner,
   std::optional<asio::ip::tcp::acceptor> acceptor_;
   std::shared_ptr<transport::udp_mux> udp_;
   std::shared_ptr<utp::manager> utp_;
+  std::shared_ptr<nat::stun_agent> stun_;
   task_group udp_tasks_;  // the socket, µTP's timers and accepts: stopped after the connections
   std::map<public_id, std::shared_ptr<connection>> peers_;
   std::deque<event> events_;
@@ -921,7 +940,7 @@ class service::impl final : public detail::connection_owner,
   bool stopping_ = false;
   bootstrap::cache cache_;
   std::unique_ptr<bootstrap::beacon_responder> beacon_;
-  bootstrap::beacon_rate_limiter beacon_limiter_;
+  transport::rate_limiter beacon_limiter_;
   std::set<public_id> banned_ids_;
   std::set<asio::ip::address> banned_ips_;
 };
@@ -1011,6 +1030,10 @@ std::optional<service::endpoint> service::local_endpoint() const {
 }
 std::optional<service::endpoint> service::local_udp_endpoint() const {
   return impl_->local_udp_endpoint();
+}
+asio::awaitable<result<nat::binding_result>> service::reflexive_address(
+    asio::ip::udp::endpoint server, nat::stun::retransmission r) {
+  return impl_->reflexive_address(server, r);
 }
 const identity& service::id() const {
   return impl_->id();

@@ -10,6 +10,7 @@
 #include "crust/config.hpp"
 #include "crust/events.hpp"
 #include "crust/secure/identity.hpp"
+#include "nat/stun_agent.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -153,6 +154,13 @@ class service {
   std::optional<endpoint> local_endpoint() const;
   // The node's UDP socket (µTP), once started with cfg.enable_utp.
   std::optional<endpoint> local_udp_endpoint() const;
+  // Where the node's UDP socket appears to `server` (any RFC 8489 STUN
+  // server; every Crust node is one unless enable_stun_server is off): one
+  // Binding transaction from that socket. Errors: not_connected (no UDP
+  // socket: not started, or enable_utp off), and those of
+  // nat::stun_agent::binding.
+  boost::asio::awaitable<result<nat::binding_result>> reflexive_address(
+      boost::asio::ip::udp::endpoint server, nat::stun::retransmission r = {});
   const identity& id() const;
   const config& cfg() const;
 

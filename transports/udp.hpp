@@ -4,7 +4,7 @@
 //   - µTP: utp::looks_like_utp (version nibble 1, type 0-4, a 20-byte
 //     header, and not STUN's magic cookie at bytes 4-7);
 //   - STUN: first two bits 00 and the cookie 0x2112A442 at bytes 4-7
-//     (RFC 8489 §5); no handler yet, such datagrams are dropped;
+//     (RFC 8489 §5): nat::stun_agent serves and asks;
 //   - anything else goes to the `other` handler (punch probes), if set.
 // The LAN beacon has a port of its own (bootstrap/lan.hpp).
 #pragma once

@@ -57,6 +57,10 @@ class category final : public boost::system::error_category {
         return "that peer or address is blacklisted";
       case errc::no_contacts:
         return "no one to bootstrap from (no cache entries, contacts or LAN peers)";
+      case errc::malformed:
+        return "malformed message";
+      case errc::server_error:
+        return "the server answered with an error";
     }
     return "unknown crust error " + std::to_string(ev);
   }

@@ -36,6 +36,8 @@ enum class errc {
   not_allowed,           // the peer refused us (blacklist, whitelist, role, no bootstrap)
   blacklisted,           // that peer or address is on our blacklist
   no_contacts,           // bootstrap had nobody to try
+  malformed,             // bytes from the network that do not parse
+  server_error,          // a server (STUN, a port-mapping gateway) answered with an error
 };
 
 const boost::system::error_category& crust_category() noexcept;

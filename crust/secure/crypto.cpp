@@ -81,6 +81,26 @@ key32 hmac_sha256(byte_span key, byte_span data) {
   return out;
 }
 
+byte_array<20> hmac_sha1(byte_span key, byte_span data) {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  if (!md) openssl_bug("EVP_MD_fetch(SHA1)");
+  byte_array<20> out{};
+  unsigned int len = 0;
+  if (!HMAC(md, key.data(), static_cast<int>(key.size()), data.data(), data.size(), out.data(),
+            &len))
+    openssl_bug("HMAC-SHA1");
+  return out;
+}
+
+byte_array<16> md5(byte_span data) {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "MD5", nullptr);
+  if (!md) openssl_bug("EVP_MD_fetch(MD5)");
+  byte_array<16> out{};
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) != 1) openssl_bug("MD5");
+  return out;
+}
+
 x25519_keypair x25519_keypair::generate() {
   key32 priv{};
   random_fill(priv);

@@ -1,5 +1,6 @@
 // Thin wrappers over OpenSSL 3 for the primitives Noise and identities need:
-// X25519, Ed25519, ChaCha20-Poly1305, SHA-256 and HMAC-SHA-256. No primitive
+// X25519, Ed25519, ChaCha20-Poly1305, SHA-256 and HMAC-SHA-256 (and
+// STUN's HMAC-SHA1 and MD5). No primitive
 // is implemented here; OpenSSL headers stay out of this header.
 #pragma once
 
@@ -21,6 +22,10 @@ void random_fill(mutable_byte_span out);
 key32 sha256(byte_span data);
 key32 sha256(byte_span a, byte_span b);
 key32 hmac_sha256(byte_span key, byte_span data);
+// For STUN only (RFC 8489's MESSAGE-INTEGRITY and long-term key), which
+// fixes these older algorithms; Crust's own protocol never uses them.
+byte_array<20> hmac_sha1(byte_span key, byte_span data);
+byte_array<16> md5(byte_span data);
 
 struct x25519_keypair {
   key32 priv{};

@@ -72,31 +72,6 @@ void print_event(const options& opt, const event& ev) {
   std::cout << json::serialize(o) << std::endl;
 }
 
-// Runs `body` on a fresh io_context until it finishes or SIGINT/SIGTERM.
-int run_main(const std::function<asio::awaitable<int>(asio::io_context&)>& body) {
-  asio::io_context io;
-  int rc = 1;
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  std::optional<asio::cancellation_signal> stop_signal{std::in_place};
-  signals.async_wait([&](error_code ec, int) {
-    if (!ec) stop_signal->emit(asio::cancellation_type::terminal);
-  });
-  // Ctrl-C cancels the body; it still gets to stop its service cleanly.
-  auto guarded = [&]() -> asio::awaitable<int> {
-    co_await asio::this_coro::throw_if_cancelled(false);
-    co_return co_await body(io);
-  };
-  asio::co_spawn(
-      io, guarded(),
-      asio::bind_cancellation_slot(stop_signal->slot(), [&](std::exception_ptr e, int r) {
-        signals.cancel();
-        if (e) std::rethrow_exception(e);
-        rc = r;
-      }));
-  io.run();
-  return rc;
-}
-
 // What another machine (or terminal) should dial: a wildcard listen address
 // is shown as loopback, with the port.
 std::string dialable(const transport::tcp_endpoint& ep) {
@@ -162,6 +137,31 @@ std::optional<dial_setup> prepare_dial(const options& opt, const std::string& en
 }
 
 }  // namespace
+
+// Runs `body` on a fresh io_context until it finishes or SIGINT/SIGTERM.
+int run_main(const std::function<asio::awaitable<int>(asio::io_context&)>& body) {
+  asio::io_context io;
+  int rc = 1;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::optional<asio::cancellation_signal> stop_signal{std::in_place};
+  signals.async_wait([&](error_code ec, int) {
+    if (!ec) stop_signal->emit(asio::cancellation_type::terminal);
+  });
+  // Ctrl-C cancels the body; it still gets to stop its service cleanly.
+  auto guarded = [&]() -> asio::awaitable<int> {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_return co_await body(io);
+  };
+  asio::co_spawn(
+      io, guarded(),
+      asio::bind_cancellation_slot(stop_signal->slot(), [&](std::exception_ptr e, int r) {
+        signals.cancel();
+        if (e) std::rethrow_exception(e);
+        rc = r;
+      }));
+  io.run();
+  return rc;
+}
 
 bool load(const options& opt, config& cfg, std::optional<identity>& id) {
   if (!opt.config_file.empty()) {
@@ -244,18 +244,24 @@ int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_
     service svc(io.get_executor(), cfg, *id);
     auto ep = co_await start_or_say(svc);
     if (!ep) co_return 1;
-    if (opt.json)
-      std::cout << json::serialize(json::object{{"event", "listening"},
-                                                {"endpoint", transport::to_string(*ep)},
-                                                {"key", svc.id().public_key().to_string()}})
-                << std::endl;
-    else
+    const auto udp = svc.local_udp_endpoint();
+    if (opt.json) {
+      json::object j{{"event", "listening"},
+                     {"endpoint", transport::to_string(*ep)},
+                     {"key", svc.id().public_key().to_string()}};
+      if (udp) j["udp"] = transport::to_string(*udp);
+      std::cout << json::serialize(j) << std::endl;
+    } else {
       std::cout << "listening on " << transport::to_string(*ep) << "\n"
                 << "dial me with: crust-node connect " << dialable(*ep) << " --peer "
                 << svc.id().public_key().to_string()
                 << (ep->address().is_unspecified() ? "\n(from another machine, use its address)"
                                                    : "")
                 << std::endl;
+      if (udp)
+        std::cout << "udp (µTP" << (cfg.enable_stun_server ? ", STUN" : "") << ") on "
+                  << transport::to_string(*udp) << std::endl;
+    }
     if (run_mode && !opt.config_file.empty()) svc.watch_config_file(opt.config_file);
     if (run_mode && do_bootstrap &&
         (!cfg.hard_coded_contacts.empty() || !svc.cached_peers().empty())) {

@@ -6,7 +6,9 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace crust_node {
 
@@ -19,6 +21,10 @@ struct options {
   bool json = false;
   int verbose = 0;
 };
+
+// Runs `body` on a fresh io_context until it returns; SIGINT/SIGTERM
+// cancel it (it still gets to clean up). Returns its exit code.
+int run_main(const std::function<boost::asio::awaitable<int>(boost::asio::io_context&)>& body);
 
 // Loads the config and identity named by `opt`; prints a clear error and
 // returns false on bad input.
@@ -33,6 +39,8 @@ int cmd_connect(const options& opt, const std::string& endpoint, const std::stri
 int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
              const std::vector<std::string>& words, bool sign);
 int cmd_chat(const options& opt, const std::string& endpoint, const std::string& peer);
+// stun SERVER...: where this host's UDP socket appears to each server.
+int cmd_stun(const options& opt, const std::vector<std::string>& servers, int local_port);
 int cmd_demo(int nodes, const std::string& network, bool json);
 
 }  // namespace crust_node

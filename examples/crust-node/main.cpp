@@ -85,6 +85,19 @@ int main(int argc, char** argv) {
   chat->add_option("endpoint", endpoint, "ip:port of the peer (omit to wait for one)");
   chat->add_option("--peer", peer, "the peer's 128-hex-digit key (omit for an address-only dial)");
 
+  std::vector<std::string> stun_servers;
+  int stun_port = 0;
+  auto* stun = app.add_subcommand(
+      "stun",
+      "ask STUN servers (any RFC 8489 server, or Crust nodes) where this host's UDP "
+      "socket appears to be");
+  stun->add_option("servers", stun_servers, "ip:port of each server")->required();
+  stun->add_option("-a,--address", opt.address, "local address to bind (default: all)");
+  stun->add_option("--local-port", stun_port, "local UDP port (0 = random)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  stun->add_flag("--json", opt.json, "print JSON lines instead of text");
+
   int nodes = 5;
   std::string demo_network = "crust-demo";
   bool demo_json = false;
@@ -118,6 +131,7 @@ int main(int argc, char** argv) {
     if (*connect) return cmd_connect(opt, endpoint, peer);
     if (*send) return cmd_send(opt, endpoint, peer, words, sign);
     if (*chat) return cmd_chat(opt, endpoint, peer);
+    if (*stun) return cmd_stun(opt, stun_servers, stun_port);
     if (*demo) return cmd_demo(nodes, demo_network, demo_json);
   } catch (const std::exception& e) {
     std::cerr << "crust-node: internal error: " << e.what() << "\n";

@@ -64,6 +64,23 @@ class child_process {
   }
   ~child_process() {
     close_stdin();
+    terminate();
+  }
+
+  // SIGTERM, then SIGKILL if it has not ended within `grace`. A child run
+  // under `timeout` passes the SIGTERM on to the daemon it runs; a SIGKILL
+  // would kill only `timeout` and leave the daemon running.
+  void terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(2000)) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (auto waited = std::chrono::milliseconds(0); waited < grace;
+         waited += std::chrono::milliseconds(10)) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      ::usleep(10000);
+    }
     kill(SIGKILL);
   }
 

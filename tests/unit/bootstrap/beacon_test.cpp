@@ -86,7 +86,7 @@ TEST_CASE("beacon: garbage is ignored") {
 }
 
 TEST_CASE("beacon: replies are rate-limited per source and overall") {
-  beacon_rate_limiter rl(5, 10, 20, 3);
+  transport::rate_limiter rl(5, 10, 20, 3);
   const time_point t0 = time_point{} + seconds(1000);
   const auto a = ip::make_address("198.19.1.1"), b = ip::make_address("198.19.1.2");
   int allowed = 0;
@@ -98,7 +98,7 @@ TEST_CASE("beacon: replies are rate-limited per source and overall") {
   for (int i = 0; i < 50; ++i) allowed += rl.allow(a, t0 + seconds(1)) ? 1 : 0;
   CHECK(allowed == 5);
   // The global bucket (20/s) caps many sources together.
-  beacon_rate_limiter g(5, 10, 20, 1000);
+  transport::rate_limiter g(5, 10, 20, 1000);
   allowed = 0;
   for (int i = 0; i < 100; ++i)
     allowed +=

@@ -1,0 +1,93 @@
+// STUN on the node's one UDP socket: the server that answers Binding
+// requests (so every node, bootstrap nodes first, is a rendezvous server)
+// and the client that asks other nodes, or any RFC 8489 server, where this
+// socket appears to be. The socket's STUN datagrams (transports/udp.hpp
+// tells them apart by the magic cookie) all come here.
+#pragma once
+
+#include "nat/stun.hpp"
+#include "nat/stun_server.hpp"
+#include "nat/stun_transaction.hpp"
+#include "transports/rate_limit.hpp"
+#include "transports/udp.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace crust::nat {
+
+struct binding_result {
+  stun::udp_endpoint mapped;  // this socket as the server saw it
+  stun::udp_endpoint server;  // where the answer came from
+  std::optional<stun::udp_endpoint> response_origin, other_address;  // RFC 5780, if sent
+  std::string software;                                              // the server's SOFTWARE
+  unsigned requests = 0;                                             // requests sent
+  // From request to answer; only when one request was sent (with more,
+  // which one was answered is unknown: Karn's rule).
+  std::optional<duration> rtt;
+};
+
+class stun_agent : public std::enable_shared_from_this<stun_agent> {
+ public:
+  struct options {
+    bool serve = true;            // answer Binding requests
+    stun::server_options server;  // SOFTWARE; RESPONSE-ORIGIN is filled in from the socket
+    double per_source_per_second = 20, burst = 40, global_per_second = 2000;
+    // Pad requests (RFC 5780's PADDING) to this size, so that a server
+    // that never amplifies can answer in full; 0: no padding. Off by
+    // default: RFC 3489-era servers (stund) drop a request with an
+    // attribute they do not know, and our server's answer to an unpadded
+    // request already holds the mapped address within its 64-byte floor.
+    std::size_t request_size = 0;
+    std::size_t max_pending = 1024;  // transactions in flight at once
+    // Whom to answer (the service refuses blacklisted addresses); empty: all.
+    std::function<bool(const boost::asio::ip::address&)> admit;
+  };
+
+  // Takes `mux`'s STUN datagrams. The agent lives as long as the mux holds
+  // its handler or someone holds the pointer.
+  static std::shared_ptr<stun_agent> attach(const std::shared_ptr<transport::udp_mux>& mux,
+                                            options o);
+  static std::shared_ptr<stun_agent> attach(const std::shared_ptr<transport::udp_mux>& mux) {
+    return attach(mux, options{});
+  }
+
+  // One Binding transaction with `server` (RFC 8489 timing by default).
+  // Errors: timed_out (no answer in the schedule), server_error (an error
+  // response; its code and reason are logged), not_connected (the agent
+  // was closed), no_buffer_space (too many transactions in flight),
+  // operation_aborted (the caller cancelled).
+  boost::asio::awaitable<result<binding_result>> binding(stun::udp_endpoint server,
+                                                         stun::retransmission r = {});
+
+  // Answer Binding requests or not, from now on.
+  void serve(bool on) noexcept { options_.serve = on; }
+  // Stops answering and fails the transactions in flight.
+  void close();
+
+  struct figures {
+    std::uint64_t requests_answered = 0, requests_limited = 0, ignored = 0;
+    std::uint64_t requests_sent = 0, responses = 0, responses_unmatched = 0;
+  };
+  const figures& stats() const noexcept { return stats_; }
+
+ private:
+  struct pending;
+  stun_agent(const std::shared_ptr<transport::udp_mux>& mux, options o);
+  void on_datagram(byte_span d, const stun::udp_endpoint& from);
+  bytes request(const stun::transaction_id& id) const;
+
+  std::weak_ptr<transport::udp_mux> mux_;
+  options options_;
+  transport::rate_limiter limiter_;
+  std::map<stun::transaction_id, std::shared_ptr<pending>> pending_;
+  figures stats_;
+  bool closed_ = false;
+};
+
+}  // namespace crust::nat
