@@ -8,6 +8,7 @@
 #   h4 198.19.1.4  refused by h1's whitelist until the file is edited
 #   h5 IPv6 only   asks over ff02::114, then bootstraps off h6
 #   h6 IPv6 only   crust-node run on [::], network "lab"
+# and h4 asks h1's UDP socket for its address over STUN.
 #
 # The namespaces are held by `sleep` processes made with unshare (nothing
 # under /run/netns); every process is bounded by `timeout` or `sleep` and
@@ -112,6 +113,16 @@ if grep -q "\"ok\":true" "$work/boot6.out" && grep -q "$id6" "$work/boot6.out" &
   ok "an IPv6-only host bootstraps off an IPv6-only node found by multicast"
 else
   bad "IPv6-only bootstrap failed: $(cat "$work/boot6.out")"
+fi
+
+# 7. A bootstrap node answers STUN on its UDP socket: h4 learns its
+#    address from h1 (what NAT traversal will ask of bootstrap nodes).
+udp1=$(sed -n 's/.*"event":"listening".*"udp":"[^"]*:\([0-9]*\)".*/\1/p' "$work/h1.out" | head -1)
+if [ -n "$udp1" ] && in_ns "${host[4]}" timeout 20 "$NODE" stun --json "198.19.1.1:$udp1" \
+     > "$work/stun.out" 2>&1 && grep -q '"mapped":"198.19.1.4:' "$work/stun.out"; then
+  ok "h1 (crust-node run) answers STUN: h4 is told 198.19.1.4"
+else
+  bad "no STUN answer from h1 (udp port '$udp1'): $(cat "$work/stun.out" 2>/dev/null)"
 fi
 
 echo "$failures failed"
