@@ -823,6 +823,19 @@ class service::impl final : public detail::connection_owner,
     co_return co_await agent->binding(server, r);
   }
 
+  asio::awaitable<nat::nat_report> discover_nat(nat::discover_options o) {
+    if (!stun_ || !udp_) {
+      auto r = nat::classify({}, {}, std::nullopt);
+      r.notes.insert(r.notes.begin(),
+                     "the node has no UDP socket (enable_utp is off or it is "
+                     "not started)");
+      co_return r;
+    }
+    auto mux = udp_;
+    auto agent = stun_;
+    co_return co_await nat::discover(mux, agent, std::move(o));
+  }
+
  private:
   // Why a connection from `ip` is refused before the handshake, if it is.
   std::optional<std::string> refuse_address(const std::optional<asio::ip::address>& ip) const {
@@ -1030,6 +1043,9 @@ std::optional<service::endpoint> service::local_endpoint() const {
 }
 std::optional<service::endpoint> service::local_udp_endpoint() const {
   return impl_->local_udp_endpoint();
+}
+asio::awaitable<nat::nat_report> service::discover_nat(nat::discover_options o) {
+  return impl_->discover_nat(std::move(o));
 }
 asio::awaitable<result<nat::binding_result>> service::reflexive_address(
     asio::ip::udp::endpoint server, nat::stun::retransmission r) {

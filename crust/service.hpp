@@ -10,6 +10,7 @@
 #include "crust/config.hpp"
 #include "crust/events.hpp"
 #include "crust/secure/identity.hpp"
+#include "nat/discover.hpp"
 #include "nat/stun_agent.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -161,6 +162,10 @@ class service {
   // nat::stun_agent::binding.
   boost::asio::awaitable<result<nat::binding_result>> reflexive_address(
       boost::asio::ip::udp::endpoint server, nat::stun::retransmission r = {});
+  // The NAT in front of the node's UDP socket, from what `o.observers` see
+  // (nat/discover.hpp says what is tested). Never fails: a node without a
+  // UDP socket gets a report whose every behaviour is unknown, with a note.
+  boost::asio::awaitable<nat::nat_report> discover_nat(nat::discover_options o);
   const identity& id() const;
   const config& cfg() const;
 

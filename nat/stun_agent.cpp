@@ -86,8 +86,13 @@ void stun_agent::on_datagram(byte_span d, const stun::udp_endpoint& from) {
   it->second->wake.cancel();
 }
 
-bytes stun_agent::request(const stun::transaction_id& id) const {
+bytes stun_agent::request(const stun::transaction_id& id, change_request change) const {
   stun::builder b(stun::msg_class::request, stun::binding, id);
+  if (change.address || change.port) {
+    bytes flags;
+    put_u32(flags, (change.address ? 0x4u : 0u) | (change.port ? 0x2u : 0u));
+    b.add(stun::attr::change_request, flags);
+  }
   // Only FINGERPRINT (comprehension-optional, so old servers ignore it):
   // our request says nothing the answer needs.
   const std::size_t with_fp = stun::header_size + 8;
@@ -98,7 +103,8 @@ bytes stun_agent::request(const stun::transaction_id& id) const {
 }
 
 asio::awaitable<result<binding_result>> stun_agent::binding(stun::udp_endpoint server,
-                                                            stun::retransmission r) {
+                                                            stun::retransmission r,
+                                                            change_request change) {
   auto self = shared_from_this();
   auto mux = mux_.lock();
   if (closed_ || !mux) co_return make_error_code(asio::error::not_connected);
@@ -110,7 +116,7 @@ asio::awaitable<result<binding_result>> stun_agent::binding(stun::udp_endpoint s
               server.port()};
 
   const auto id = stun::random_transaction_id();
-  const auto req = request(id);
+  const auto req = request(id, change);
   auto p = std::make_shared<pending>(mux->get_executor());
   pending_.emplace(id, p);
   struct forget {

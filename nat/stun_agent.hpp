@@ -32,6 +32,11 @@ struct binding_result {
   std::optional<duration> rtt;
 };
 
+// RFC 5780's CHANGE-REQUEST flags: answer from the other address / port.
+struct change_request {
+  bool address = false, port = false;
+};
+
 class stun_agent : public std::enable_shared_from_this<stun_agent> {
  public:
   struct options {
@@ -62,11 +67,17 @@ class stun_agent : public std::enable_shared_from_this<stun_agent> {
   // response; its code and reason are logged), not_connected (the agent
   // was closed), no_buffer_space (too many transactions in flight),
   // operation_aborted (the caller cancelled).
+  //
+  // `change`: RFC 5780's CHANGE-REQUEST, asking the server to answer from
+  // its other address and/or port (for filtering tests; a server that
+  // cannot answers 420, which is server_error).
   boost::asio::awaitable<result<binding_result>> binding(stun::udp_endpoint server,
-                                                         stun::retransmission r = {});
+                                                         stun::retransmission r = {},
+                                                         change_request change = {});
 
   // Answer Binding requests or not, from now on.
   void serve(bool on) noexcept { options_.serve = on; }
+  bool serving() const noexcept { return options_.serve && !closed_; }
   // Stops answering and fails the transactions in flight.
   void close();
 
@@ -80,7 +91,7 @@ class stun_agent : public std::enable_shared_from_this<stun_agent> {
   struct pending;
   stun_agent(const std::shared_ptr<transport::udp_mux>& mux, options o);
   void on_datagram(byte_span d, const stun::udp_endpoint& from);
-  bytes request(const stun::transaction_id& id) const;
+  bytes request(const stun::transaction_id& id, change_request change) const;
 
   std::weak_ptr<transport::udp_mux> mux_;
   options options_;

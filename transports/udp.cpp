@@ -4,6 +4,7 @@
 #include "transports/utp/packet.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -57,6 +58,21 @@ std::size_t max_udp_payload(const udp_endpoint& to) {
   const int headers = v6 ? 40 + 8 : 20 + 8;
   if (!ok || mtu <= headers) return 0;
   return std::min<std::size_t>(static_cast<std::size_t>(mtu - headers), 65507);
+}
+
+std::optional<asio::ip::address> source_address_toward(const udp_endpoint& to) {
+  asio::io_context io;
+  asio::ip::udp::socket s(io);
+  error_code ec;
+  auto addr = to.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+  s.open(addr.is_v4() ? asio::ip::udp::v4() : asio::ip::udp::v6(), ec);
+  if (!ec) s.connect({addr, to.port() == 0 ? std::uint16_t{9} : to.port()}, ec);
+  if (ec) return std::nullopt;
+  const auto local = s.local_endpoint(ec);
+  if (ec) return std::nullopt;
+  return local.address();
 }
 
 result<std::shared_ptr<udp_mux>> udp_mux::open(const asio::any_io_executor& ex,

@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 namespace crust::transport {
 
@@ -30,6 +31,9 @@ enum class datagram_kind { utp, stun, other };
 // the IP and UDP headers; 0 when there is no route. Asks the kernel with a
 // connected socket of its own; sends nothing.
 std::size_t max_udp_payload(const udp_endpoint& to);
+// The source address the kernel would use toward `to` (the route's
+// preferred source); nullopt when there is no route. Sends nothing.
+std::optional<asio::ip::address> source_address_toward(const udp_endpoint& to);
 datagram_kind classify(byte_span datagram) noexcept;
 
 class udp_mux : public std::enable_shared_from_this<udp_mux> {

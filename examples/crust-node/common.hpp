@@ -41,6 +41,8 @@ int cmd_send(const options& opt, const std::string& endpoint, const std::string&
 int cmd_chat(const options& opt, const std::string& endpoint, const std::string& peer);
 // stun SERVER...: where this host's UDP socket appears to each server.
 int cmd_stun(const options& opt, const std::vector<std::string>& servers, int local_port);
+// nat OBSERVER...: the NAT in front of this host (nat/discover.hpp).
+int cmd_nat(const options& opt, const std::vector<std::string>& observers, int local_port);
 int cmd_demo(int nodes, const std::string& network, bool json);
 
 }  // namespace crust_node

@@ -98,6 +98,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   stun->add_flag("--json", opt.json, "print JSON lines instead of text");
 
+  auto* nat_cmd = app.add_subcommand(
+      "nat",
+      "find out what NAT is in front of this host: mapping, port allocation, filtering, "
+      "hairpinning (observers: Crust nodes or STUN servers; an RFC 5780 server allows "
+      "every test)");
+  nat_cmd->add_option("observers", stun_servers, "ip:port of each observer")->required();
+  nat_cmd->add_option("-a,--address", opt.address, "local address to bind (default: all)");
+  nat_cmd->add_option("--local-port", stun_port, "local UDP port (0 = random)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  nat_cmd->add_flag("--json", opt.json, "print the report as JSON");
+
   int nodes = 5;
   std::string demo_network = "crust-demo";
   bool demo_json = false;
@@ -132,6 +144,7 @@ int main(int argc, char** argv) {
     if (*send) return cmd_send(opt, endpoint, peer, words, sign);
     if (*chat) return cmd_chat(opt, endpoint, peer);
     if (*stun) return cmd_stun(opt, stun_servers, stun_port);
+    if (*nat_cmd) return cmd_nat(opt, stun_servers, stun_port);
     if (*demo) return cmd_demo(nodes, demo_network, demo_json);
   } catch (const std::exception& e) {
     std::cerr << "crust-node: internal error: " << e.what() << "\n";

@@ -1,6 +1,8 @@
-// The NAT commands: stun (where this host's UDP socket appears to servers).
+// The NAT commands: stun (where this host's UDP socket appears to servers)
+// and nat (what kind of NAT is in front of it).
 #include "common.hpp"
 
+#include "nat/discover.hpp"
 #include "nat/stun_agent.hpp"
 #include "transports/endpoint.hpp"
 
@@ -22,18 +24,96 @@ std::string text(const asio::ip::udp::endpoint& e) {
   return transport::to_string({e.address(), e.port()});
 }
 
-}  // namespace
-
-int cmd_stun(const options& opt, const std::vector<std::string>& servers, int local_port) {
-  std::vector<asio::ip::udp::endpoint> targets;
-  for (const auto& s : servers) {
+result<std::vector<asio::ip::udp::endpoint>> parse_servers(const std::vector<std::string>& in) {
+  std::vector<asio::ip::udp::endpoint> out;
+  for (const auto& s : in) {
     auto ep = transport::parse_endpoint(s);
     if (!ep) {
       std::cerr << "crust-node: \"" << s << "\" is not ip:port\n";
-      return 1;
+      return ep.error();
     }
-    targets.emplace_back(ep->address(), ep->port());
+    out.emplace_back(ep->address(), ep->port());
   }
+  return out;
+}
+
+json::object report_json(const nat::nat_report& r) {
+  json::array ext, obs, notes;
+  for (const auto& e : r.external) ext.push_back(json::string(text(e)));
+  for (const auto& o : r.observations)
+    obs.push_back(json::object{{"socket", o.socket},
+                               {"local", text(o.local)},
+                               {"observer", text(o.observer)},
+                               {"mapped", text(o.mapped)}});
+  for (const auto& n : r.notes) notes.push_back(json::string(n));
+  json::object j{{"event", "nat_report"},
+                 {"mapping", to_string(r.mapping)},
+                 {"allocation", to_string(r.allocation)},
+                 {"filtering", to_string(r.filtering)},
+                 {"punchable", r.punchable()},
+                 {"external", std::move(ext)},
+                 {"observations", std::move(obs)},
+                 {"notes", std::move(notes)}};
+  if (r.allocation == nat::allocation_behaviour::sequential) j["port_step"] = r.port_step;
+  j["hairpinning"] = r.hairpinning ? json::value(*r.hairpinning) : json::value(nullptr);
+  return j;
+}
+
+void print_report(const nat::nat_report& r) {
+  std::cout << "mapping:      " << to_string(r.mapping) << "\n"
+            << "allocation:   " << to_string(r.allocation);
+  if (r.allocation == nat::allocation_behaviour::sequential)
+    std::cout << " (step " << r.port_step << ")";
+  std::cout << "\nfiltering:    " << to_string(r.filtering) << "\n"
+            << "hairpinning:  " << (r.hairpinning ? (*r.hairpinning ? "yes" : "no") : "unknown")
+            << "\nexternal:     ";
+  for (std::size_t i = 0; i < r.external.size(); ++i)
+    std::cout << (i ? ", " : "") << text(r.external[i]);
+  std::cout << (r.external.empty() ? "none seen" : "") << "\n"
+            << "direct UDP:   "
+            << (r.punchable() ? "expected to work (hole punching)"
+                              : "not expected without a relay or a port mapping")
+            << "\n";
+  for (const auto& o : r.observations)
+    std::cout << "  socket " << o.socket << " " << text(o.local) << " -> " << text(o.observer)
+              << " saw " << text(o.mapped) << "\n";
+  for (const auto& n : r.notes) std::cout << "  note: " << n << "\n";
+  std::cout << std::flush;
+}
+
+}  // namespace
+
+int cmd_nat(const options& opt, const std::vector<std::string>& servers, int local_port) {
+  auto targets = parse_servers(servers);
+  if (!targets) return 1;
+  const auto bind_address = asio::ip::make_address(opt.address.empty() ? "0.0.0.0" : opt.address);
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    auto mux = transport::udp_mux::open(io.get_executor(),
+                                        {bind_address, static_cast<std::uint16_t>(local_port)});
+    if (!mux) {
+      std::cerr << "crust-node: cannot open a UDP socket: " << mux.error().message() << "\n";
+      co_return 1;
+    }
+    // It serves too: the hairpinning test sends to itself through the NAT.
+    auto agent = nat::stun_agent::attach(*mux);
+    asio::co_spawn(io, (*mux)->run(), asio::detached);
+    nat::discover_options o;
+    o.observers = *targets;
+    auto report = co_await nat::discover(*mux, agent, o);
+    if (opt.json)
+      std::cout << json::serialize(report_json(report)) << std::endl;
+    else
+      print_report(report);
+    agent->close();
+    (*mux)->close();
+    co_return report.mapping == nat::mapping_behaviour::unknown ? 1 : 0;
+  });
+}
+
+int cmd_stun(const options& opt, const std::vector<std::string>& servers, int local_port) {
+  auto parsed = parse_servers(servers);
+  if (!parsed) return 1;
+  const auto& targets = *parsed;
   const auto bind_address = asio::ip::make_address(opt.address.empty() ? "::" : opt.address);
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     auto mux = transport::udp_mux::open(io.get_executor(),

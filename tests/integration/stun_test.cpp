@@ -2,6 +2,7 @@
 // it appears to be, retransmits into silence and gives up on schedule, is
 // cancelled cleanly, reads error responses, and rate-limits the requests it
 // answers.
+#include "crust/service.hpp"
 #include "nat/stun_agent.hpp"
 
 #include "support/co_test.hpp"
@@ -165,5 +166,38 @@ TEST_CASE("stun agent: requests beyond the per-source rate get no answer") {
     CHECK(server->stats().requests_limited == 3);
     a->close();
     b->close();
+  });
+}
+
+TEST_CASE("nat discovery (loopback): two nodes as observers see no NAT, and the node hairpins") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io), b = test::make_node(io), c = test::make_node(io);
+    for (auto* n : {a.get(), b.get(), c.get()}) {
+      auto started = co_await n->start();
+      REQUIRE(started);
+    }
+    nat::discover_options o;
+    for (auto* n : {b.get(), c.get()}) {
+      const auto u = n->local_udp_endpoint();
+      REQUIRE(u);
+      o.observers.emplace_back(u->address(), u->port());
+    }
+    auto r = co_await a->discover_nat(o);
+    CHECK(r.mapping == nat::mapping_behaviour::no_nat);
+    CHECK(r.allocation == nat::allocation_behaviour::preserving);
+    CHECK(r.hairpinning == std::optional<bool>(true));
+    CHECK(r.filtering == nat::filtering_behaviour::unknown);  // no RFC 5780 observer
+    CHECK(r.observations.size() == 2 + o.extra_sockets);
+    const auto mine = a->local_udp_endpoint();
+    REQUIRE(r.external.size() == 1);
+    CHECK(r.external[0].port() == mine->port());
+    // A node whose observers are silent learns nothing, and says so.
+    nat::discover_options silent;
+    silent.observers = {{ip::make_address("127.0.0.1"), 9}};
+    silent.timing = {milliseconds(20), 2, 2};
+    auto none = co_await a->discover_nat(silent);
+    CHECK(none.mapping == nat::mapping_behaviour::unknown);
+    CHECK_FALSE(none.notes.empty());
+    for (auto* n : {a.get(), b.get(), c.get()}) co_await n->stop();
   });
 }

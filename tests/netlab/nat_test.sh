@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# NAT behaviour discovery through real nftables NAT routers:
+#
+#   pub  198.18.0.1, 198.18.0.2   the "internet": two crust-node observers
+#                                 (one per address) and coturn on both
+#                                 addresses, ports 3478/3479 (RFC 5780)
+#   rtr  wan 198.18.0.11          the NAT: `masquerade` (a port-preserving
+#        lan 198.19.1.1           cone), the same with inbound UDP sent on
+#                                 to the host (a full cone), then
+#                                 `masquerade fully-random` (symmetric);
+#                                 otherwise unsolicited inbound is dropped
+#   host 198.19.1.2               runs crust-node nat against all of them
+#
+# What must come out: behind the cone, an endpoint-independent mapping
+# that keeps the port, address-and-port-dependent filtering (only replies
+# get in) and no hairpinning; behind the full cone, endpoint-independent
+# filtering; behind the symmetric NAT, a mapping that
+# depends on address and port, random ports, and "not punchable". Every
+# process is bounded by `timeout` and killed by PID at the end, pass or
+# fail. Needs root; exits 77 (skipped) without it.
+# Usage: nat_test.sh CRUST_NODE_BINARY
+set -uo pipefail
+NODE=${1:?usage: nat_test.sh CRUST_NODE_BINARY}
+if [ "$(id -u)" != 0 ] || ! command -v nft >/dev/null || ! command -v nsenter >/dev/null; then
+  echo "SKIP: needs root, nft (nftables) and nsenter"
+  exit 77
+fi
+TURN=/usr/bin/turnserver
+[ -x "$TURN" ] || { echo "FAIL: coturn is not installed (.ci/install-deps.sh installs it)"; exit 1; }
+
+LAB_NAME=nat LAB_SECONDS=120
+# shellcheck source=tests/netlab/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+new_ns; PUB=$NS
+new_ns; RTR=$NS
+new_ns; HOST=$NS
+in_ns "$PUB" ip link add wan type veth peer name wan0 netns "$RTR"
+in_ns "$RTR" ip link add lan0 type veth peer name eth0 netns "$HOST"
+in_ns "$PUB" ip addr add 198.18.0.1/24 dev wan
+in_ns "$PUB" ip addr add 198.18.0.2/24 dev wan
+in_ns "$RTR" ip addr add 198.18.0.11/24 dev wan0
+in_ns "$RTR" ip addr add 198.19.1.1/24 dev lan0
+in_ns "$HOST" ip addr add 198.19.1.2/24 dev eth0
+for n in "$PUB" "$RTR" "$HOST"; do in_ns "$n" ip link set lo up; done
+in_ns "$PUB" ip link set wan up
+in_ns "$RTR" ip link set wan0 up
+in_ns "$RTR" ip link set lan0 up
+in_ns "$HOST" ip link set eth0 up
+in_ns "$HOST" ip route add default via 198.19.1.1
+in_ns "$RTR" sysctl -qw net.ipv4.ip_forward=1
+# The public side has no route back to the LAN: only NAT gets through.
+
+# $1: the masquerade statement; $2: "full" makes it a full cone (new
+# inbound UDP is sent on to the host, as a DMZ does). Forwarded traffic from
+# outside is otherwise dropped unless conntrack knows it (a reply), as a
+# home router does.
+nat_rules() {
+  local pre="" dnat_ok=""
+  if [ "${2:-}" = full ]; then
+    pre='chain pre { type nat hook prerouting priority -100; iifname "wan0" udp dport 1024-65535 dnat to 198.19.1.2; }'
+    dnat_ok='ct status dnat accept'
+  fi
+  in_ns "$RTR" nft delete table ip crust_nat 2>/dev/null
+  in_ns "$RTR" conntrack -F 2>/dev/null
+  in_ns "$RTR" nft -f - <<EOF
+table ip crust_nat {
+  chain post { type nat hook postrouting priority 100; oifname "wan0" $1; }
+  $pre
+  chain forward { type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    $dnat_ok
+    iifname "lan0" oifname "wan0" accept
+  }
+}
+EOF
+}
+
+"$NODE" id --key "$work/o1.key" >/dev/null
+"$NODE" id --key "$work/o2.key" >/dev/null
+nsenter -t "$PUB" -n -- timeout 110 "$NODE" listen --json --key "$work/o1.key" \
+  --address 198.18.0.1 --port 0 --for 100 > "$work/o1.out" 2>&1 &
+pids+=($!)
+nsenter -t "$PUB" -n -- timeout 110 "$NODE" listen --json --key "$work/o2.key" \
+  --address 198.18.0.2 --port 0 --for 100 > "$work/o2.out" 2>&1 &
+pids+=($!)
+nsenter -t "$PUB" -n -- timeout 110 "$TURN" -n --listening-ip=198.18.0.1 --listening-ip=198.18.0.2 \
+  --listening-port=3478 --alt-listening-port=3479 --stun-only --no-tcp --no-tls --no-dtls \
+  --no-cli --log-file=stdout --simple-log --pidfile="$work/coturn.pid" > "$work/coturn.out" 2>&1 &
+pids+=($!)
+wait_for "$work/o1.out" '"listening"' 20 || { echo "FAIL: observer 1 did not start"; exit 1; }
+wait_for "$work/o2.out" '"listening"' 20 || { echo "FAIL: observer 2 did not start"; exit 1; }
+udp_of() { sed -n 's/.*"event":"listening".*"udp":"[^"]*:\([0-9]*\)".*/\1/p' "$1" | head -1; }
+u1=$(udp_of "$work/o1.out"); u2=$(udp_of "$work/o2.out")
+observers=("198.18.0.1:$u1" "198.18.0.2:$u2" "198.18.0.1:3478")
+sleep 1  # coturn's start-up
+
+# Runs crust-node nat on the host; the JSON report goes to $work/$1.json.
+report() {
+  in_ns "$HOST" timeout 60 "$NODE" nat --json "${observers[@]}" > "$work/$1.json" 2> "$work/$1.err"
+}
+field() { sed -n "s/.*\"$2\":\\(\"[^\"]*\"\\|true\\|false\\|null\\|[0-9]*\\).*/\\1/p" "$work/$1.json"; }
+expect() {  # name field value what
+  local got
+  got=$(field "$1" "$2")
+  if [ "$got" = "$3" ]; then ok "$4 ($2 $got)"; else bad "$4: $2 is $got, expected $3: $(cat "$work/$1.json" "$work/$1.err")"; fi
+}
+
+# 1. A port-preserving cone (Linux masquerade keeps the source port).
+nat_rules masquerade
+report cone
+expect cone mapping '"endpoint-independent"' "cone: one mapping for every observer"
+expect cone allocation '"port-preserving"' "cone: the local port is kept"
+expect cone filtering '"address-and-port-dependent"' "cone: only replies get in"
+expect cone hairpinning false "cone: no hairpinning without a hairpin rule"
+expect cone punchable true "cone: direct UDP expected to work"
+if grep -q '"external":\["198.18.0.11:' "$work/cone.json"; then ok "cone: the external address is the router's"; else bad "cone: external address: $(cat "$work/cone.json")"; fi
+
+# 2. A full cone: anyone may send to the mapping.
+nat_rules masquerade full
+report full
+expect full mapping '"endpoint-independent"' "full cone: one mapping for every observer"
+expect full filtering '"endpoint-independent"' "full cone: an answer from another address gets in"
+
+# 3. Symmetric: a random port for every new destination.
+nat_rules "masquerade fully-random"
+report sym
+expect sym mapping '"address-and-port-dependent"' "symmetric: a mapping per address and port"
+expect sym allocation '"random"' "symmetric: random ports"
+expect sym punchable false "symmetric: not punchable without a relay"
+
+echo "$failures failed"
+[ $failures -eq 0 ]
