@@ -1,7 +1,10 @@
 // STUN on arbitrary datagrams: parsing and every accessor must never
 // misbehave; what parses must re-encode attribute for attribute; and the
 // server's answer is never larger than max(request, 64 bytes) and is
-// itself a well-formed response to the same transaction.
+// itself a well-formed response to the same transaction. The mapped
+// addresses that parse also feed the NAT behaviour classifier, which must
+// accept any observations at all.
+#include "nat/behaviour.hpp"
 #include "nat/stun.hpp"
 #include "nat/stun_server.hpp"
 
@@ -40,6 +43,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!again) __builtin_trap();  // a subset of what parsed, with zero padding
     if (again->method() != m->method() || again->cls() != m->cls()) __builtin_trap();
     if (again->attributes().size() != copied) __builtin_trap();
+  }
+  if (m) {
+    // Every address attribute as an observation, from a few sockets and
+    // observers, in the order they came.
+    std::vector<nat::observation> seen;
+    unsigned i = 0;
+    for (const auto& a : m->attributes()) {
+      auto e = m->address(a.type);
+      if (!e) continue;
+      const auto obs = udp_endpoint(boost::asio::ip::make_address_v4(0xC6120000u + (i % 3)),
+                                    static_cast<std::uint16_t>(3478 + (i % 2)));
+      seen.push_back(
+          {i % 4, udp_endpoint(e->address(), static_cast<std::uint16_t>(40000 + i % 4)), obs, *e});
+      ++i;
+    }
+    auto r = nat::classify(seen, {{true, true, (size & 1) != 0}, {false, true, (size & 2) != 0}},
+                           (size & 4) != 0);
+    (void)r.punchable();
+    if (r.observations.size() != seen.size()) __builtin_trap();
   }
   const udp_endpoint from(boost::asio::ip::make_address("198.18.0.7"), 4242);
   auto a = answer(in, from, {});
