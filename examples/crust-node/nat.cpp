@@ -81,31 +81,44 @@ void print_report(const nat::nat_report& r) {
   std::cout << std::flush;
 }
 
+// A running UDP socket on `address` (`fallback` when empty) for one of
+// these commands; nullptr, having said why, when there is none.
+std::shared_ptr<transport::udp_mux> open_udp(asio::io_context& io, const std::string& address,
+                                             const char* fallback, int port) {
+  error_code ec;
+  const auto at = asio::ip::make_address(address.empty() ? fallback : address, ec);
+  if (ec) {
+    std::cerr << "crust-node: \"" << address << "\" is not an IP address\n";
+    return nullptr;
+  }
+  auto mux = transport::udp_mux::open(io.get_executor(), {at, static_cast<std::uint16_t>(port)});
+  if (!mux) {
+    std::cerr << "crust-node: cannot open a UDP socket: " << mux.error().message() << "\n";
+    return nullptr;
+  }
+  asio::co_spawn(io, (*mux)->run(), asio::detached);
+  return *mux;
+}
+
 }  // namespace
 
 int cmd_nat(const options& opt, const std::vector<std::string>& servers, int local_port) {
   auto targets = parse_servers(servers);
   if (!targets) return 1;
-  const auto bind_address = asio::ip::make_address(opt.address.empty() ? "0.0.0.0" : opt.address);
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-    auto mux = transport::udp_mux::open(io.get_executor(),
-                                        {bind_address, static_cast<std::uint16_t>(local_port)});
-    if (!mux) {
-      std::cerr << "crust-node: cannot open a UDP socket: " << mux.error().message() << "\n";
-      co_return 1;
-    }
+    auto mux = open_udp(io, opt.address, "0.0.0.0", local_port);
+    if (!mux) co_return 1;
     // It serves too: the hairpinning test sends to itself through the NAT.
-    auto agent = nat::stun_agent::attach(*mux);
-    asio::co_spawn(io, (*mux)->run(), asio::detached);
+    auto agent = nat::stun_agent::attach(mux);
     nat::discover_options o;
     o.observers = *targets;
-    auto report = co_await nat::discover(*mux, agent, o);
+    auto report = co_await nat::discover(mux, agent, o);
     if (opt.json)
       std::cout << json::serialize(report_json(report)) << std::endl;
     else
       print_report(report);
     agent->close();
-    (*mux)->close();
+    mux->close();
     co_return report.mapping == nat::mapping_behaviour::unknown ? 1 : 0;
   });
 }
@@ -114,18 +127,12 @@ int cmd_stun(const options& opt, const std::vector<std::string>& servers, int lo
   auto parsed = parse_servers(servers);
   if (!parsed) return 1;
   const auto& targets = *parsed;
-  const auto bind_address = asio::ip::make_address(opt.address.empty() ? "::" : opt.address);
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-    auto mux = transport::udp_mux::open(io.get_executor(),
-                                        {bind_address, static_cast<std::uint16_t>(local_port)});
-    if (!mux) {
-      std::cerr << "crust-node: cannot open a UDP socket: " << mux.error().message() << "\n";
-      co_return 1;
-    }
+    auto mux = open_udp(io, opt.address, "::", local_port);
+    if (!mux) co_return 1;
     nat::stun_agent::options o;
     o.serve = false;  // only ask
-    auto agent = nat::stun_agent::attach(*mux, o);
-    asio::co_spawn(io, (*mux)->run(), asio::detached);
+    auto agent = nat::stun_agent::attach(mux, o);
     int failures = 0;
     std::optional<asio::ip::udp::endpoint> first;
     bool varies = false;
@@ -165,7 +172,7 @@ int cmd_stun(const options& opt, const std::vector<std::string>& servers, int lo
                            : "the same mapping at every server that answered")
                 << std::endl;
     agent->close();
-    (*mux)->close();
+    mux->close();
     co_return failures == 0 ? 0 : 1;
   });
 }
