@@ -125,17 +125,19 @@ TEST_CASE("stun agent: an error response is server_error; a forged id is ignored
     auto a = open_mux(io), b = open_mux(io);
     auto client = stun_agent::attach(a);
     // A server that first answers with a made-up transaction id, then 420.
-    b->on(transport::datagram_kind::stun, [b](byte_span d, const transport::udp_endpoint& from) {
-      auto req = stun::message::parse(d);
-      if (!req) return;
-      auto forged =
-          stun::builder(stun::msg_class::success, stun::binding, stun::random_transaction_id())
-              .add_address(stun::attr::xor_mapped_address, from);
-      b->send(std::move(forged).finish(), from);
-      auto err = stun::builder(stun::msg_class::error, stun::binding, req->id())
-                     .add_error(420, "Unknown Attribute");
-      b->send(std::move(err).finish(), from);
-    });
+    // (A raw pointer: the socket holding its own shared_ptr would leak.)
+    b->on(transport::datagram_kind::stun,
+          [s = b.get()](byte_span d, const transport::udp_endpoint& from) {
+            auto req = stun::message::parse(d);
+            if (!req) return;
+            auto forged = stun::builder(stun::msg_class::success, stun::binding,
+                                        stun::random_transaction_id())
+                              .add_address(stun::attr::xor_mapped_address, from);
+            s->send(std::move(forged).finish(), from);
+            auto err = stun::builder(stun::msg_class::error, stun::binding, req->id())
+                           .add_error(420, "Unknown Attribute");
+            s->send(std::move(err).finish(), from);
+          });
     auto r = co_await client->binding(b->local_endpoint(), quick);
     REQUIRE_FALSE(r);
     CHECK(r.error() == make_error_code(errc::server_error));
