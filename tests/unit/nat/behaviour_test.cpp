@@ -163,14 +163,19 @@ TEST_CASE("nat behaviour: the report names the kind of every modelled NAT") {
       {F::endpoint_independent, filtering_behaviour::endpoint_independent},
       {F::address_dependent, filtering_behaviour::address_dependent},
       {F::address_and_port_dependent, filtering_behaviour::address_and_port_dependent}};
-  for (const auto& [m, want_m] : maps)
-    for (const auto& [f, want_f] : filters)
+  // No structured bindings: clang 14 cannot capture them in CAPTURE's lambda.
+  for (const auto& mp : maps)
+    for (const auto& fp : filters)
       for (auto a : {A::preserving, A::sequential, A::random})
         for (int step : {1, 2, 7})
           for (bool hp : {false, true}) {
             // Preservation under a dependent mapping cannot keep the port
             // for the second destination; real NATs then fall back to
             // something else, and so does the model: not a clean case.
+            const M m = mp.first;
+            const F f = fp.first;
+            const auto want_m = mp.second;
+            const auto want_f = fp.second;
             if (a == A::preserving && m != M::endpoint_independent) continue;
             if (a != A::sequential && step != 1) continue;
             test::nat_model::config c;
