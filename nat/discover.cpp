@@ -28,6 +28,27 @@ udp_endpoint local_toward(const transport::udp_mux& mux, const udp_endpoint& obs
   return {src ? transport::canonical(*src) : bound.address(), bound.port()};
 }
 
+// A socket of its own beside the node's (on the same local address) that
+// only asks; closed with its agent when it goes out of scope.
+struct asker {
+  std::shared_ptr<transport::udp_mux> mux;
+  std::shared_ptr<stun_agent> agent;
+  ~asker() {
+    agent->close();
+    mux->close();
+  }
+};
+
+std::unique_ptr<asker> open_asker(transport::udp_mux& beside) {
+  auto m = transport::udp_mux::open(beside.get_executor(), {beside.local_endpoint().address(), 0});
+  if (!m) return nullptr;
+  stun_agent::options ao;
+  ao.serve = false;
+  auto a = stun_agent::attach(*m, ao);
+  asio::co_spawn(beside.get_executor(), (*m)->run(), asio::detached);
+  return std::unique_ptr<asker>(new asker{*m, a});
+}
+
 }  // namespace
 
 asio::awaitable<nat_report> discover(std::shared_ptr<transport::udp_mux> mux,
@@ -36,7 +57,6 @@ asio::awaitable<nat_report> discover(std::shared_ptr<transport::udp_mux> mux,
   std::vector<filtering_probe> filtering;
   std::optional<bool> hairpin;
   std::vector<udp_endpoint> notes_unanswered;
-  auto stop = [&]() -> asio::awaitable<bool> { co_return co_await cancel_requested(); };
 
   // 1. The node's socket asks every observer (and RFC 5780 alternates).
   std::vector<udp_endpoint> queue;
@@ -46,7 +66,7 @@ asio::awaitable<nat_report> discover(std::shared_ptr<transport::udp_mux> mux,
   for (std::size_t i = 0; i < queue.size(); ++i) {
     const auto target = queue[i];
     auto r = co_await agent->binding(target, o.timing);
-    const bool cancelled = co_await stop();
+    const bool cancelled = co_await cancel_requested();
     if (cancelled) break;
     if (!r) {
       notes_unanswered.push_back(target);
@@ -64,19 +84,13 @@ asio::awaitable<nat_report> discover(std::shared_ptr<transport::udp_mux> mux,
 
   // 2. Fresh sockets on the same address, one new mapping each.
   if (first_answered) {
-    const auto bound = mux->local_endpoint();
     for (unsigned k = 1; k <= o.extra_sockets; ++k) {
-      auto extra = transport::udp_mux::open(mux->get_executor(), {bound.address(), 0});
+      auto extra = open_asker(*mux);
       if (!extra) break;
-      stun_agent::options ao;
-      ao.serve = false;
-      auto a = stun_agent::attach(*extra, ao);
-      asio::co_spawn(mux->get_executor(), (*extra)->run(), asio::detached);
-      auto r = co_await a->binding(*first_answered, o.timing);
-      const auto local = local_toward(**extra, *first_answered);
-      a->close();
-      (*extra)->close();
-      const bool cancelled = co_await stop();
+      auto r = co_await extra->agent->binding(*first_answered, o.timing);
+      const auto local = local_toward(*extra->mux, *first_answered);
+      extra.reset();
+      const bool cancelled = co_await cancel_requested();
       if (cancelled) break;
       if (r) seen.push_back({k, local, *first_answered, r->mapped});
     }
@@ -88,7 +102,7 @@ asio::awaitable<nat_report> discover(std::shared_ptr<transport::udp_mux> mux,
       std::find_if(seen.begin(), seen.end(), [](const observation& x) { return x.socket == 0; });
   if (o.hairpin && external != seen.end() && agent->serving()) {
     auto r = co_await agent->binding(external->mapped, o.timing);
-    const bool cancelled = co_await stop();
+    const bool cancelled = co_await cancel_requested();
     if (!cancelled) hairpin = r.has_value();
   }
 
@@ -97,25 +111,18 @@ asio::awaitable<nat_report> discover(std::shared_ptr<transport::udp_mux> mux,
   //    endpoint, since the node's socket already opened the NAT toward
   //    the alternates in step 1.
   if (o.filtering && rfc5780) {
-    auto fresh =
-        transport::udp_mux::open(mux->get_executor(), {mux->local_endpoint().address(), 0});
-    if (fresh) {
-      stun_agent::options ao;
-      ao.serve = false;
-      auto a = stun_agent::attach(*fresh, ao);
-      asio::co_spawn(mux->get_executor(), (*fresh)->run(), asio::detached);
+    if (auto fresh = open_asker(*mux)) {
+      auto& a = fresh->agent;
       auto opened = co_await a->binding(rfc5780->first, o.timing);
       for (const auto& [addr, port] : {std::pair{true, true}, std::pair{false, true}}) {
         if (!opened) break;
         auto r = co_await a->binding(rfc5780->first, o.timing, {addr, port});
-        const bool cancelled = co_await stop();
+        const bool cancelled = co_await cancel_requested();
         if (cancelled) break;
         // A 420 means the server cannot: no evidence either way.
         if (!r && r.error() == make_error_code(errc::server_error)) continue;
         filtering.push_back({addr, port, r.has_value()});
       }
-      a->close();
-      (*fresh)->close();
     }
   }
 

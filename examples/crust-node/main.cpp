@@ -87,15 +87,19 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> stun_servers;
   int stun_port = 0;
+  // The UDP socket stun and nat ask from.
+  auto udp_socket_options = [&](CLI::App* sub) {
+    sub->add_option("-a,--address", opt.address, "local address to bind (default: all)");
+    sub->add_option("--local-port", stun_port, "local UDP port (0 = random)")
+        ->check(CLI::Range(0, 65535))
+        ->capture_default_str();
+  };
   auto* stun = app.add_subcommand(
       "stun",
       "ask STUN servers (any RFC 8489 server, or Crust nodes) where this host's UDP "
       "socket appears to be");
   stun->add_option("servers", stun_servers, "ip:port of each server")->required();
-  stun->add_option("-a,--address", opt.address, "local address to bind (default: all)");
-  stun->add_option("--local-port", stun_port, "local UDP port (0 = random)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
+  udp_socket_options(stun);
   stun->add_flag("--json", opt.json, "print JSON lines instead of text");
 
   auto* nat_cmd = app.add_subcommand(
@@ -104,10 +108,7 @@ int main(int argc, char** argv) {
       "hairpinning (observers: Crust nodes or STUN servers; an RFC 5780 server allows "
       "every test)");
   nat_cmd->add_option("observers", stun_servers, "ip:port of each observer")->required();
-  nat_cmd->add_option("-a,--address", opt.address, "local address to bind (default: all)");
-  nat_cmd->add_option("--local-port", stun_port, "local UDP port (0 = random)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
+  udp_socket_options(nat_cmd);
   nat_cmd->add_flag("--json", opt.json, "print the report as JSON");
 
   int nodes = 5;
