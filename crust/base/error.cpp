@@ -61,6 +61,10 @@ class category final : public boost::system::error_category {
         return "malformed message";
       case errc::server_error:
         return "the server answered with an error";
+      case errc::wrong_network:
+        return "made for another network";
+      case errc::expired:
+        return "expired";
     }
     return "unknown crust error " + std::to_string(ev);
   }

@@ -38,6 +38,8 @@ enum class errc {
   no_contacts,           // bootstrap had nobody to try
   malformed,             // bytes from the network that do not parse
   server_error,          // a server (STUN, a port-mapping gateway) answered with an error
+  wrong_network,         // made for another network name
+  expired,               // past its lifetime (or made too far in the future)
 };
 
 const boost::system::error_category& crust_category() noexcept;
