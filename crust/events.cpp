@@ -55,6 +55,13 @@ std::string describe(const event& e) {
                    " messages, " + std::to_string(d.bytes) + " bytes, down to priority " +
                    to_string(d.lowest);
           },
+          [](const events::connection_info_prepared& c) {
+            std::string s = "ConnectionInfoPrepared " + c.nonce.substr(0, 8) + ": " +
+                            std::to_string(c.candidates.size()) + " candidates (";
+            for (std::size_t i = 0; i < c.candidates.size(); ++i)
+              s += (i ? ", " : "") + c.candidates[i];
+            return s + "), NAT " + c.nat;
+          },
       },
       e);
 }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace crust {
 
@@ -18,6 +19,7 @@ struct peer_info {
   peer_key key;
   transport::kind transport = transport::kind::none;
   std::string remote;                // the peer's address as seen from here
+  std::uint16_t udp_port = 0;        // the peer's UDP socket (STUN, µTP), if it said; 0: none
   bool inbound = false;              // the peer dialled us
   bool address_only = false;         // Noise XX (the dialler did not know the key)
   node_role role = node_role::node;  // the dialler's word; a peer we dialled is a node
@@ -84,6 +86,15 @@ struct message_too_large {
   public_id peer;
   std::uint64_t size = 0;
 };
+// service::prepare_connection_info made an info: its nonce (hex), its
+// candidates ("udp reflexive 198.51.100.7:40000"), the NAT as far as it is
+// known, and what could not be learnt.
+struct connection_info_prepared {
+  std::string nonce;
+  std::vector<std::string> candidates;
+  std::string nat;
+  std::vector<std::string> notes;
+};
 // Messages dropped from a send queue under back-pressure.
 struct messages_dropped {
   public_id peer;
@@ -93,11 +104,11 @@ struct messages_dropped {
 };
 }  // namespace events
 
-using event =
-    std::variant<events::new_message, events::bootstrap_accept, events::bootstrap_connect,
-                 events::bootstrap_failed, events::connect_success, events::connect_failure,
-                 events::listener_started, events::listener_failed, events::lost_peer,
-                 events::message_too_large, events::messages_dropped>;
+using event = std::variant<events::new_message, events::bootstrap_accept, events::bootstrap_connect,
+                           events::bootstrap_failed, events::connect_success,
+                           events::connect_failure, events::listener_started,
+                           events::listener_failed, events::lost_peer, events::message_too_large,
+                           events::messages_dropped, events::connection_info_prepared>;
 
 // A one-line human description, for logs and the CLI.
 std::string describe(const event& e);

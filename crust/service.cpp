@@ -97,6 +97,7 @@ class service::impl final : public detail::connection_owner,
     event_ready_.notify();
   }
   const identity& me() const override { return id_; }
+  std::uint16_t udp_port() const override { return udp_ ? udp_->local_endpoint().port() : 0; }
 
   asio::awaitable<std::optional<std::string>> admit(const std::shared_ptr<connection>& conn,
                                                     const secure::incoming_hello& hello) override {
@@ -836,7 +837,94 @@ class service::impl final : public detail::connection_owner,
     co_return co_await nat::discover(mux, agent, std::move(o));
   }
 
+  asio::awaitable<result<nat::private_connection_info>> prepare_connection_info(prepare_options o) {
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+    const auto tcp = local_endpoint();
+    const auto udp = local_udp_endpoint();
+    if (!tcp && !udp) co_return make_error_code(asio::error::not_connected);
+    std::vector<nat::candidate> cands;
+    for (const auto& [ep, t] : {std::pair{tcp, nat::candidate_transport::tcp},
+                                std::pair{udp, nat::candidate_transport::udp}})
+      if (ep)
+        for (const auto& a : host_addresses(ep->address()))
+          cands.push_back({t, nat::candidate_kind::host, a, ep->port()});
+
+    auto servers = o.stun_servers;
+    std::size_t from_peers = 0;
+    for (const auto& [peer, c] : peers_) {
+      if (from_peers == o.peer_servers) break;
+      if (!c->info().udp_port || !c->remote_ip()) continue;
+      const asio::ip::udp::endpoint s(transport::canonical(*c->remote_ip()), c->info().udp_port);
+      if (std::find(servers.begin(), servers.end(), s) != servers.end()) continue;
+      servers.push_back(s);
+      ++from_peers;
+    }
+    nat::nat_hint hint;
+    std::vector<std::string> notes;
+    if (!udp) {
+      notes.emplace_back("no UDP socket (enable_utp is off): TCP host candidates only");
+    } else if (servers.empty()) {
+      notes.emplace_back(
+          "no STUN server: no reflexive candidate (name servers, or connect to a peer first)");
+    } else {
+      nat::discover_options d;
+      d.observers = servers;
+      if (!o.discover_nat) {
+        d.extra_sockets = 0;
+        d.hairpin = false;
+        d.filtering = false;
+      }
+      auto report = co_await discover_nat(std::move(d));
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled) co_return make_error_code(errc::cancelled);
+      if (stopping_) co_return make_error_code(errc::shutting_down);
+      if (o.discover_nat) hint = nat::nat_hint::from(report);
+      for (const auto& e : report.external) {
+        nat::candidate c{nat::candidate_transport::udp, nat::candidate_kind::reflexive,
+                         transport::canonical(e.address()), e.port()};
+        const bool is_host = std::any_of(cands.begin(), cands.end(), [&](const auto& h) {
+          return h.transport == c.transport && h.address == c.address && h.port == c.port;
+        });
+        if (!is_host) cands.push_back(c);
+      }
+      if (report.external.empty())
+        notes.push_back("no STUN server answered (" + std::to_string(servers.size()) + " asked)");
+      for (auto& n : report.notes) notes.push_back(std::move(n));
+    }
+    if (cands.empty()) co_return make_error_code(asio::error::not_connected);
+    auto info = nat::private_connection_info::prepare(id_, cfg_.network_name, std::move(cands),
+                                                      hint, unix_now(), o.lifetime);
+    events::connection_info_prepared ev;
+    ev.nonce = to_hex(info.pub().nonce);
+    for (const auto& c : info.pub().candidates)
+      ev.candidates.push_back(std::string(nat::to_string(c.transport)) + " " +
+                              std::string(nat::to_string(c.kind)) + " " + c.endpoint_string());
+    ev.nat = std::string(nat::to_string(hint.mapping)) + " mapping, " +
+             std::string(nat::to_string(hint.allocation)) + " allocation";
+    ev.notes = std::move(notes);
+    CRUST_LOG(info, "service", describe(event{ev}));
+    post_event(std::move(ev));
+    co_return info;
+  }
+
  private:
+  // The addresses a listener bound to `bound` is reachable at: itself, or
+  // for a wildcard every up interface's (IPv4 only for 0.0.0.0; IPv6
+  // link-local ones left out, as they need a scope), loopback only when
+  // there is nothing else.
+  static std::vector<asio::ip::address> host_addresses(const asio::ip::address& bound) {
+    if (!bound.is_unspecified()) return {transport::canonical(bound)};
+    std::vector<asio::ip::address> out, loop;
+    for (const auto& i : bootstrap::lan_interfaces())
+      for (const auto& a : i.addresses) {
+        if (bound.is_v4() && !a.is_v4()) continue;
+        if (a.is_v6() && (a.to_v6().is_link_local() || a.to_v6().is_v4_mapped())) continue;
+        auto& into = a.is_loopback() || i.loopback ? loop : out;
+        if (std::find(into.begin(), into.end(), a) == into.end()) into.push_back(a);
+      }
+    return out.empty() ? loop : out;
+  }
+
   // Why a connection from `ip` is refused before the handshake, if it is.
   std::optional<std::string> refuse_address(const std::optional<asio::ip::address>& ip) const {
     if (banned(ip)) return "blacklisted";
@@ -1050,6 +1138,10 @@ asio::awaitable<nat::nat_report> service::discover_nat(nat::discover_options o) 
 asio::awaitable<result<nat::binding_result>> service::reflexive_address(
     asio::ip::udp::endpoint server, nat::stun::retransmission r) {
   return impl_->reflexive_address(server, r);
+}
+asio::awaitable<result<nat::private_connection_info>> service::prepare_connection_info(
+    prepare_options o) {
+  return impl_->prepare_connection_info(std::move(o));
 }
 const identity& service::id() const {
   return impl_->id();

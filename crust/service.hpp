@@ -10,6 +10,7 @@
 #include "crust/config.hpp"
 #include "crust/events.hpp"
 #include "crust/secure/identity.hpp"
+#include "nat/connection_info.hpp"
 #include "nat/discover.hpp"
 #include "nat/stun_agent.hpp"
 
@@ -35,6 +36,20 @@ struct send_options {
   // Sign the message with our id key: the receiver gets a signature it can
   // keep as proof (non-repudiation). Costs one Ed25519 signature per message.
   bool sign = false;
+};
+
+// How service::prepare_connection_info learns where the node appears.
+struct prepare_options {
+  // STUN servers to ask (any RFC 8489 server; every Crust node is one).
+  std::vector<boost::asio::ip::udp::endpoint> stun_servers;
+  // Connected peers that told us their UDP port (peer_info::udp_port) are
+  // asked too, up to this many (in the order of their ids).
+  std::size_t peer_servers = 3;
+  // Run the whole NAT behaviour discovery (nat/discover.hpp) for the
+  // info's NAT hint; false: one Binding per server, and the hint says
+  // "unknown".
+  bool discover_nat = true;
+  std::uint32_t lifetime = nat::info_default_lifetime;  // seconds
 };
 
 class service {
@@ -166,6 +181,19 @@ class service {
   // (nat/discover.hpp says what is tested). Never fails: a node without a
   // UDP socket gets a report whose every behaviour is unknown, with a note.
   boost::asio::awaitable<nat::nat_report> discover_nat(nat::discover_options o);
+  // Where this node can be reached, signed, for a peer that wants to
+  // connect through NATs (nat/connection_info.hpp): host candidates for
+  // the TCP listener and the UDP socket (every up interface's addresses
+  // for a wildcard listener, loopback only when there is nothing else),
+  // and the UDP socket's reflexive endpoints from `o`'s STUN servers
+  // (discovery's external endpoints, less those equal to a host one).
+  // Without a server there is no reflexive candidate, and the event's
+  // notes say so. Each call makes a new info (punch key, nonce).
+  // Mapped candidates arrive with port mapping, TCP reflexive ones with
+  // STUN over TCP: neither is built. Emits ConnectionInfoPrepared. Errors:
+  // not_connected (not started), shutting_down, cancelled.
+  boost::asio::awaitable<result<nat::private_connection_info>> prepare_connection_info(
+      prepare_options o = {});
   const identity& id() const;
   const config& cfg() const;
 

@@ -54,7 +54,7 @@ connection::connection(transport::stream s, secure::handshake_result hs, const c
 }
 
 void connection::send_hello(node_role role, bool bootstrap, std::uint16_t listen_port) {
-  control_.push_back(secure::encode_hello(role, bootstrap, listen_port));
+  control_.push_back(secure::encode_hello(role, bootstrap, listen_port, owner_.udp_port()));
   writer_wake_.notify();
 }
 
@@ -71,6 +71,7 @@ asio::awaitable<result<void>> connection::wait_admitted() {
 
 asio::awaitable<void> connection::on_hello(secure::incoming_hello h) {
   info_.role = h.role;
+  info_.udp_port = h.udp_port;
   auto self = shared_from_this();  // named: GCC 12 and temporaries across co_await
   delivering_ = true;
   auto refusal = co_await owner_.admit(self, h);
@@ -82,7 +83,7 @@ asio::awaitable<void> connection::on_hello(secure::incoming_hello h) {
     co_return;
   }
   admitted_ = true;
-  control_.push_back(secure::encode_admit());
+  control_.push_back(secure::encode_admit(owner_.udp_port()));
   writer_wake_.notify();
 }
 
@@ -218,6 +219,7 @@ result<void> connection::handle(const secure::incoming& in, bool& ended, error_c
   }
   if (std::holds_alternative<secure::incoming_admit>(in)) {
     if (info_.inbound || admitted_) return make_error_code(errc::protocol_violation);
+    info_.udp_port = std::get<secure::incoming_admit>(in).udp_port;
     admitted_ = true;
     admission_.notify();
     return {};

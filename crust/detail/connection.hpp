@@ -28,6 +28,8 @@ class connection_owner {
   virtual boost::asio::awaitable<void> deliver(event ev, bool is_message) = 0;
   virtual void post_event(event ev) = 0;
   virtual const identity& me() const = 0;
+  // Our UDP socket's port, told to the peer in hello or admit (0: none).
+  virtual std::uint16_t udp_port() const = 0;
   // An inbound connection's hello arrived: nullopt admits it (the owner
   // registers it), a text refuses it (it is closed with not_allowed). It
   // may take a while (a reachability dial-back); the connection reads
@@ -47,8 +49,8 @@ class connection : public std::enable_shared_from_this<connection> {
   bool initiated_by_us() const noexcept { return !info_.inbound; }
   const std::optional<boost::asio::ip::address>& remote_ip() const noexcept { return remote_ip_; }
 
-  // Outbound: say who we are, and where we listen (0: nowhere); goes out
-  // before anything else.
+  // Outbound: say who we are, and where we listen (TCP; our UDP port comes
+  // from the owner; 0: nowhere); goes out before anything else.
   void send_hello(node_role role, bool bootstrap, std::uint16_t listen_port);
   // Outbound: waits for the peer's admit. Errors: not_allowed (refused),
   // timed_out (no answer within the handshake timeout), the reason the

@@ -78,16 +78,22 @@ bytes encode_heartbeat() {
   return {static_cast<byte>(record_type::heartbeat)};
 }
 
-bytes encode_hello(node_role role, bool bootstrap, std::uint16_t listen_port) {
+bytes encode_hello(node_role role, bool bootstrap, std::uint16_t listen_port,
+                   std::uint16_t udp_port) {
   // Built whole: GCC 12 warns falsely (-Warray-bounds) on growing a
   // vector made from a three-byte initializer list.
-  return {static_cast<byte>(record_type::hello), static_cast<byte>(role),
-          static_cast<byte>(bootstrap ? flag_bootstrap : 0), static_cast<byte>(listen_port >> 8),
-          static_cast<byte>(listen_port & 0xff)};
+  return {static_cast<byte>(record_type::hello),
+          static_cast<byte>(role),
+          static_cast<byte>(bootstrap ? flag_bootstrap : 0),
+          static_cast<byte>(listen_port >> 8),
+          static_cast<byte>(listen_port & 0xff),
+          static_cast<byte>(udp_port >> 8),
+          static_cast<byte>(udp_port & 0xff)};
 }
 
-bytes encode_admit() {
-  return {static_cast<byte>(record_type::admit)};
+bytes encode_admit(std::uint16_t udp_port) {
+  return {static_cast<byte>(record_type::admit), static_cast<byte>(udp_port >> 8),
+          static_cast<byte>(udp_port & 0xff)};
 }
 
 bytes signed_message_body(const key32& sender, const key32& receiver, byte_span payload) {
@@ -115,15 +121,17 @@ result<incoming> reassembler::feed(byte_span body) {
       return incoming{std::move(c)};
     }
     case record_type::hello:
-      if ((body.size() != 3 && body.size() != 5) ||
+      if ((body.size() != 3 && body.size() != 5 && body.size() != 7) ||
           body[1] > static_cast<byte>(node_role::client) || (body[2] & ~flag_bootstrap) != 0)
         return violation;
       return incoming{
           incoming_hello{static_cast<node_role>(body[1]), body[2] == flag_bootstrap,
-                         body.size() == 5 ? get_u16(body.data() + 3) : std::uint16_t{0}}};
+                         body.size() >= 5 ? get_u16(body.data() + 3) : std::uint16_t{0},
+                         body.size() == 7 ? get_u16(body.data() + 5) : std::uint16_t{0}}};
     case record_type::admit:
-      if (body.size() != 1) return violation;
-      return incoming{incoming_admit{}};
+      if (body.size() != 1 && body.size() != 3) return violation;
+      return incoming{
+          incoming_admit{body.size() == 3 ? get_u16(body.data() + 1) : std::uint16_t{0}}};
     case record_type::data:
       break;
     default:

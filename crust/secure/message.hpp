@@ -10,12 +10,15 @@
 //   heartbeat: u8 2
 //   close:     u8 3 | u8 reason | UTF-8 text (at most 256 bytes)
 //   hello:     u8 4 | u8 role (0 node, 1 client) | u8 flags (1 bootstrap)
-//              | [u16be the dialler's TCP listening port, 0 = none]
-//              the dialler's first record on every connection (the port
-//              is for the acceptor's optional reachability dial-back; a
-//              3-byte hello, without it, is read as port 0)
-//   admit:     u8 5   the acceptor's answer to a hello it accepts (a refusal
-//              is a close record with reason not_allowed)
+//              | [u16be the dialler's TCP listening port, 0 = none
+//                 [| u16be its UDP port (STUN, µTP), 0 = none]]
+//              the dialler's first record on every connection (the TCP
+//              port is for the acceptor's optional reachability dial-back,
+//              the UDP port makes the dialler a STUN server for the
+//              acceptor; a shorter hello reads as port 0)
+//   admit:     u8 5 [| u16be the acceptor's UDP port, 0 = none]
+//              the acceptor's answer to a hello it accepts (a refusal is a
+//              close record with reason not_allowed)
 // A record never spans frames. Fragments of one message are contiguous; a
 // new message starts only after the previous one's last fragment.
 #pragma once
@@ -90,8 +93,9 @@ inline constexpr std::size_t fragment_header = 3;
 
 bytes encode_close(close_reason reason, std::string_view text);
 bytes encode_heartbeat();
-bytes encode_hello(node_role role, bool bootstrap, std::uint16_t listen_port = 0);
-bytes encode_admit();
+bytes encode_hello(node_role role, bool bootstrap, std::uint16_t listen_port = 0,
+                   std::uint16_t udp_port = 0);
+bytes encode_admit(std::uint16_t udp_port = 0);
 
 // What the reassembler hands up.
 struct incoming_message {
@@ -108,8 +112,11 @@ struct incoming_hello {
   node_role role = node_role::node;
   bool bootstrap = false;
   std::uint16_t listen_port = 0;  // 0: the dialler did not say (or does not listen)
+  std::uint16_t udp_port = 0;     // likewise
 };
-struct incoming_admit {};
+struct incoming_admit {
+  std::uint16_t udp_port = 0;  // the acceptor's; 0: it did not say (or has none)
+};
 // A message over the limit: its fragments are skipped, the connection lives.
 struct incoming_oversize {
   std::uint64_t declared_size = 0;

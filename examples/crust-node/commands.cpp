@@ -374,6 +374,73 @@ int cmd_bootstrap(const options& opt) {
   });
 }
 
+int cmd_info(const options& opt, const std::vector<std::string>& stun_servers, bool do_bootstrap,
+             bool wire, double hold) {
+  config cfg;
+  std::optional<identity> id;
+  if (!load(opt, cfg, id)) return 1;
+  prepare_options po;
+  for (const auto& s : stun_servers) {
+    auto ep = transport::parse_endpoint(s);
+    if (!ep) {
+      std::cerr << "crust-node: \"" << s << "\" is not ip:port\n";
+      return 1;
+    }
+    po.stun_servers.emplace_back(ep->address(), ep->port());
+  }
+  if (do_bootstrap) default_cache_path(opt, cfg);
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto ep = co_await start_or_say(svc);
+    if (!ep) co_return 1;
+    if (do_bootstrap) {
+      auto boot = co_await svc.bootstrap();
+      if (!boot && !opt.json)
+        std::cerr << "crust-node: bootstrap failed (" << boot.error().message()
+                  << "): the info has no peer-learnt candidates\n";
+    }
+    auto info = co_await svc.prepare_connection_info(po);
+    if (!info) {
+      std::cerr << "crust-node: no connection info: " << info.error().message() << "\n";
+      co_await svc.stop();
+      co_return 1;
+    }
+    std::optional<events::connection_info_prepared> prepared;
+    for (;;) {
+      auto ev = co_await with_timeout(svc.next_event(), milliseconds(1));
+      if (!ev) break;
+      if (auto* p = std::get_if<events::connection_info_prepared>(&*ev)) prepared = *p;
+    }
+    const auto& pub = info->pub();
+    if (wire) {
+      std::cout << to_hex(pub.encode()) << std::endl;
+    } else if (opt.json) {
+      std::cout << pub.to_json() << std::flush;
+    } else {
+      std::cout << "connection info " << to_hex(pub.nonce) << " for " << pub.key.id.to_string()
+                << ", valid " << pub.lifetime << " s, " << pub.encode().size()
+                << " bytes on the wire\n";
+      for (const auto& c : pub.candidates)
+        std::cout << "  " << nat::to_string(c.transport) << " " << nat::to_string(c.kind) << " "
+                  << c.endpoint_string() << "\n";
+      if (prepared) {
+        std::cout << "  NAT: " << prepared->nat << "\n";
+        for (const auto& n : prepared->notes) std::cout << "  note: " << n << "\n";
+      }
+      std::cout << pub.to_json() << std::flush;
+    }
+    // Holding, the node answers STUN and accepts connections; Ctrl-C ends it.
+    const auto until =
+        clock::now() + std::chrono::duration_cast<duration>(std::chrono::duration<double>(hold));
+    while (clock::now() < until) {
+      auto ev = co_await with_timeout(svc.next_event(), until - clock::now());
+      if (!ev && ev.error() != make_error_code(errc::timed_out)) break;
+    }
+    co_await svc.stop();
+    co_return 0;
+  });
+}
+
 int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer) {
   auto d = prepare_dial(opt, endpoint, peer);
   if (!d) return 1;

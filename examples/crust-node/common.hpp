@@ -35,6 +35,9 @@ int cmd_listen(const options& opt, bool echo, double seconds);
 int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap);
 int cmd_bootstrap(const options& opt);
 int cmd_lan(const options& opt, int window_ms);
+// info: start, optionally bootstrap, prepare a connection info and print it.
+int cmd_info(const options& opt, const std::vector<std::string>& stun_servers, bool do_bootstrap,
+             bool wire, double hold);
 int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer);
 int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
              const std::vector<std::string>& words, bool sign);

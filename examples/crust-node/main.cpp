@@ -111,6 +111,23 @@ int main(int argc, char** argv) {
   udp_socket_options(nat_cmd);
   nat_cmd->add_flag("--json", opt.json, "print the report as JSON");
 
+  std::vector<std::string> info_stun;
+  bool info_bootstrap = false, info_wire = false;
+  double info_hold = 0;
+  auto* info = app.add_subcommand(
+      "info",
+      "start a node and print its connection info (signed candidates, JSON), for a peer that "
+      "connects through NATs");
+  node_options(info);
+  info->add_option("--stun", info_stun,
+                   "ip:port of a STUN server to learn the reflexive address "
+                   "from (repeatable; connected peers are asked too)");
+  info->add_flag("--bootstrap", info_bootstrap,
+                 "bootstrap first, so the peers reached serve as STUN servers");
+  info->add_flag("--wire", info_wire, "print the binary (wire) form in hex instead");
+  info->add_option("--hold", info_hold, "keep the node running this many seconds after printing")
+      ->check(CLI::Range(0.0, 86400.0));
+
   int nodes = 5;
   std::string demo_network = "crust-demo";
   bool demo_json = false;
@@ -141,6 +158,7 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(opt, echo, seconds, !no_bootstrap);
     if (*boot) return cmd_bootstrap(opt);
     if (*lan) return cmd_lan(opt, window_ms);
+    if (*info) return cmd_info(opt, info_stun, info_bootstrap, info_wire, info_hold);
     if (*connect) return cmd_connect(opt, endpoint, peer);
     if (*send) return cmd_send(opt, endpoint, peer, words, sign);
     if (*chat) return cmd_chat(opt, endpoint, peer);

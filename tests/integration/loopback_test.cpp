@@ -444,9 +444,9 @@ namespace {
 
 enum class mitm { tamper, replay, reorder, record };
 
-// The dialler's hello frame: 18-byte sealed length, 2 + 5 bytes of record
-// (type, role, flags, listening port), 16-byte tag.
-constexpr std::size_t hello_frame = 18 + 7 + 16;
+// The dialler's hello frame: 18-byte sealed length, 2 + 7 bytes of record
+// (type, role, flags, TCP listening port, UDP port), 16-byte tag.
+constexpr std::size_t hello_frame = 18 + 9 + 16;
 
 // A proxy between a dialler and `to` that edits the dialler's first frames
 // after the handshake (48 + 160 bytes) and its hello: flips a bit, sends a

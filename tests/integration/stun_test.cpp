@@ -1,7 +1,8 @@
 // The STUN agent on real UDP sockets on loopback: a node asks another where
 // it appears to be, retransmits into silence and gives up on schedule, is
 // cancelled cleanly, reads error responses, and rate-limits the requests it
-// answers.
+// answers; and connection info between two nodes, each the other's STUN
+// server through the UDP port its hello or admit named.
 #include "crust/service.hpp"
 #include "nat/stun_agent.hpp"
 
@@ -201,5 +202,78 @@ TEST_CASE("nat discovery (loopback): two nodes as observers see no NAT, and the 
     CHECK(none.mapping == nat::mapping_behaviour::unknown);
     CHECK_FALSE(none.notes.empty());
     for (auto* n : {a.get(), b.get(), c.get()}) co_await n->stop();
+  });
+}
+
+TEST_CASE("connection info (loopback): peers tell their UDP ports and serve as STUN servers") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io), b = test::make_node(io);
+    auto early = co_await b->prepare_connection_info();
+    CHECK(early.error() == make_error_code(asio::error::not_connected));
+    auto at_a = co_await a->start();
+    auto at_b = co_await b->start();
+    REQUIRE(at_a);
+    REQUIRE(at_b);
+    const auto udp_a = a->local_udp_endpoint(), udp_b = b->local_udp_endpoint();
+    REQUIRE(udp_a);
+    REQUIRE(udp_b);
+    const auto lo = ip::make_address("127.0.0.1");
+    const std::vector<nat::candidate> hosts = {
+        {nat::candidate_transport::tcp, nat::candidate_kind::host, lo, at_b->port()},
+        {nat::candidate_transport::udp, nat::candidate_kind::host, lo, udp_b->port()}};
+    const auto has_note = [](const events::connection_info_prepared& e, std::string_view what) {
+      return std::any_of(e.notes.begin(), e.notes.end(),
+                         [&](const std::string& n) { return n.find(what) != n.npos; });
+    };
+
+    // Alone: its host candidates, and a note saying why there is no more.
+    auto alone = co_await b->prepare_connection_info();
+    REQUIRE(alone);
+    CHECK(alone->pub().candidates == hosts);
+    auto ev = co_await test::next_of<events::connection_info_prepared>(*b);
+    CHECK(ev.nonce == to_hex(alone->pub().nonce));
+    CHECK(has_note(ev, "no STUN server"));
+    CHECK(alone->pub().nat.mapping == nat::mapping_behaviour::unknown);
+
+    // Connected, each side knows the other's UDP port (hello and admit).
+    auto peer = co_await b->connect(*at_a, a->id().public_key());
+    REQUIRE(peer);
+    CHECK(peer->udp_port == udp_a->port());
+    const auto deadline = clock::now() + seconds(10);
+    while (a->peers().empty()) {
+      REQUIRE(clock::now() < deadline);
+      co_await test::sleep_for(milliseconds(1));
+    }
+    CHECK(a->peers().front().udp_port == udp_b->port());
+
+    // So a is b's STUN server: the hint says no NAT (a saw b's own
+    // endpoint, which is not repeated as a reflexive candidate).
+    auto info = co_await b->prepare_connection_info();
+    REQUIRE(info);
+    ev = co_await test::next_of<events::connection_info_prepared>(*b);
+    CHECK_FALSE(has_note(ev, "no STUN server"));
+    CHECK(info->pub().nat.mapping == nat::mapping_behaviour::no_nat);
+    CHECK(info->pub().candidates == hosts);
+    CHECK(info->pub().nonce != alone->pub().nonce);
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    auto read = nat::connection_info::decode(info->pub().encode(), a->cfg().network_name, now);
+    REQUIRE(read);
+    CHECK(read->key == b->id().public_key());
+    CHECK(!nat::connection_info::decode(info->pub().encode(), "another network", now));
+
+    // A silent server, and peers not asked: nobody answered, and it says so.
+    prepare_options silent;
+    silent.stun_servers = {{lo, 9}};
+    silent.peer_servers = 0;
+    silent.discover_nat = false;
+    auto quiet = co_await b->prepare_connection_info(silent);
+    REQUIRE(quiet);
+    ev = co_await test::next_of<events::connection_info_prepared>(*b);
+    CHECK(has_note(ev, "no STUN server answered"));
+    CHECK(quiet->pub().candidates == hosts);
+    co_await a->stop();
+    co_await b->stop();
   });
 }

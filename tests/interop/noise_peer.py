@@ -32,6 +32,8 @@ Wire summary (the C++ headers are the specification):
                | fragment bytes
     heartbeat: u8 2
     close:     u8 3 | u8 reason | UTF-8 text
+    hello:     u8 4 | u8 role | u8 flags (1 bootstrap) [| u16be TCP port [| u16be UDP port]]
+    admit:     u8 5 [| u16be the acceptor's UDP port]
 
 Usage:
   noise_peer.py --role responder --port 0 --x25519-private HEX --ed25519-seed HEX
@@ -381,12 +383,14 @@ class Reassembler:
                 raise PeerError("protocol violation: close record of %d bytes" % len(body))
             return ("close", body[1], body[2:].decode("utf-8", "replace"))
         if kind == REC_HELLO:
-            # The listening port (u16) that follows is optional.
-            if len(body) not in (3, 5) or body[1] > ROLE_CLIENT or body[2] & ~FLAG_BOOTSTRAP:
+            # The TCP listening port (u16) and then the UDP port (u16) that
+            # follow are optional.
+            if len(body) not in (3, 5, 7) or body[1] > ROLE_CLIENT or body[2] & ~FLAG_BOOTSTRAP:
                 raise PeerError("protocol violation: hello record %s" % body.hex())
             return ("hello", body[1], bool(body[2] & FLAG_BOOTSTRAP))
         if kind == REC_ADMIT:
-            if len(body) != 1:
+            # The acceptor's UDP port (u16) that follows is optional.
+            if len(body) not in (1, 3):
                 raise PeerError("protocol violation: admit record of %d bytes" % len(body))
             return ("admit",)
         if kind != REC_DATA:

@@ -13,7 +13,9 @@
 #
 # What must come out: behind the cone, an endpoint-independent mapping
 # that keeps the port, address-and-port-dependent filtering (only replies
-# get in) and no hairpinning; behind the full cone, endpoint-independent
+# get in) and no hairpinning, and a connection info whose reflexive
+# candidate is the router's address, learnt from a bootstrap peer; behind
+# the full cone, endpoint-independent
 # filtering; behind the symmetric NAT, a mapping that
 # depends on address and port, random ports, and "not punchable". Every
 # process is bounded by `timeout` and killed by PID at the end, pass or
@@ -115,6 +117,30 @@ expect cone filtering '"address-and-port-dependent"' "cone: only replies get in"
 expect cone hairpinning false "cone: no hairpinning without a hairpin rule"
 expect cone punchable true "cone: direct UDP expected to work"
 if grep -q '"external":\["198.18.0.11:' "$work/cone.json"; then ok "cone: the external address is the router's"; else bad "cone: external address: $(cat "$work/cone.json")"; fi
+
+# 1b. Connection info behind the cone. Bootstrapped off observer 1 (named
+# by address only), the node learns its reflexive UDP endpoint from that
+# peer, whose admit named its UDP port; no STUN server is given.
+t1=$(sed -n 's/.*"event":"listening","endpoint":"198.18.0.1:\([0-9]*\)".*/\1/p' "$work/o1.out" | head -1)
+cat > "$work/info.json" <<EOF
+{ "hard_coded_contacts": [ { "endpoint": "198.18.0.1:$t1" } ], "enable_lan_discovery": false }
+EOF
+in_ns "$HOST" timeout 60 "$NODE" info --json --key "$work/h.key" --config "$work/info.json" \
+  --address 198.19.1.2 --bootstrap > "$work/info.out" 2> "$work/info.err"
+if grep -q '{"transport":"udp","kind":"reflexive","endpoint":"198.18.0.11:' "$work/info.out"; then
+  ok "cone: the connection info has the router's address as a reflexive UDP candidate"
+else
+  bad "cone: connection info: $(cat "$work/info.out" "$work/info.err")"
+fi
+# With a second observer named, the info's NAT hint can say what the mapping is.
+in_ns "$HOST" timeout 60 "$NODE" info --json --key "$work/h.key" --config "$work/info.json" \
+  --address 198.19.1.2 --bootstrap --stun "198.18.0.2:$u2" > "$work/info2.out" 2> "$work/info2.err"
+if grep -q '"mapping":"endpoint-independent"' "$work/info2.out" &&
+   grep -q '{"transport":"tcp","kind":"host","endpoint":"198.19.1.2:' "$work/info2.out"; then
+  ok "cone: the info names its TCP host candidate and an endpoint-independent mapping"
+else
+  bad "cone: connection info NAT hint or host candidate: $(cat "$work/info2.out" "$work/info2.err")"
+fi
 
 # 2. A full cone: anyone may send to the mapping.
 nat_rules masquerade full

@@ -161,7 +161,23 @@ TEST_CASE("message: hello and admit records, and malformed ones") {
   CHECK(std::get<incoming_hello>(*short_hello).role == node_role::client);
   auto a = r.feed(encode_admit());
   REQUIRE(a);
-  CHECK(std::holds_alternative<incoming_admit>(*a));
+  CHECK(std::get<incoming_admit>(*a).udp_port == 0);
+  // The UDP ports (STUN servers for each other), both ways; the older,
+  // shorter records read as 0.
+  auto hu = r.feed(encode_hello(node_role::node, false, 1, 40001));
+  REQUIRE(hu);
+  CHECK(std::get<incoming_hello>(*hu).listen_port == 1);
+  CHECK(std::get<incoming_hello>(*hu).udp_port == 40001);
+  auto au = r.feed(encode_admit(40002));
+  REQUIRE(au);
+  CHECK(std::get<incoming_admit>(*au).udp_port == 40002);
+  auto old_admit = r.feed(bytes{5});
+  REQUIRE(old_admit);
+  CHECK(std::get<incoming_admit>(*old_admit).udp_port == 0);
+  CHECK(!r.feed(bytes{5, 1}));
+  CHECK(!r.feed(bytes{5, 1, 2, 3}));
+  CHECK(!r.feed(bytes{4, 0, 0, 0, 1, 2}));
+  CHECK(!r.feed(bytes{4, 0, 0, 0, 1, 2, 3, 4}));
   const std::vector<bytes> bad = {
       {4},
       {4, 0},
