@@ -2,7 +2,8 @@
 # Style and static checks, run by the test command:
 #  - clang-format: every C++ file matches .clang-format;
 #  - clang-tidy: the layers without coroutine-heavy code (base, secure,
-#    config, events, the STUN codec and server), with .clang-tidy's checks as errors. The coroutine
+#    config, events, the STUN codec and server, connection info and
+#    punching), with .clang-tidy's checks as errors. The coroutine
 #    layers are left out: Asio's headers make each run slow and noisy.
 # Usage: tests/lint.sh SOURCE_ROOT BUILD_DIR
 set -uo pipefail
@@ -21,7 +22,8 @@ for f in $files; do
 done
 for f in crust/base/*.cpp crust/secure/crypto.cpp crust/secure/noise.cpp crust/secure/frame.cpp \
          crust/secure/message.cpp crust/secure/identity.cpp crust/config.cpp crust/events.cpp \
-         nat/stun.cpp nat/stun_server.cpp transports/rate_limit.cpp; do
+         nat/stun.cpp nat/stun_server.cpp nat/connection_info.cpp nat/punch.cpp \
+         transports/rate_limit.cpp; do
   # The compile commands are g++'s; clang does not know every GCC warning flag.
   if ! out=$("$tidy" -p "$build" --quiet --extra-arg=-Wno-unknown-warning-option "$f" 2>&1); then
     echo "$out" | grep -v "warnings generated" | head -40

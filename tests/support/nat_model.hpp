@@ -79,6 +79,7 @@ class nat_model {
   }
 
   std::size_t mappings() const noexcept { return maps_.size(); }
+  const boost::asio::ip::address& external() const noexcept { return c_.external; }
 
  private:
   // What the mapping depends on, besides the inside endpoint.

@@ -1,0 +1,327 @@
+// UDP hole punching between two punch sessions through modelled NATs
+// (tests/support/nat_model.hpp) on a manual clock: which pairs of NATs
+// let a direct path through, what prediction buys against a sequential
+// NAT, and that nothing unauthenticated is answered or believed.
+#include "nat/punch.hpp"
+
+#include "support/nat_model.hpp"
+#include "support/test.hpp"
+
+#include <deque>
+
+using namespace crust;
+using namespace crust::nat;
+namespace ip = boost::asio::ip;
+using model = test::nat_model;
+
+namespace {
+
+constexpr std::int64_t t_unix = 1'800'000'000;
+const time_point t0{};
+const udp_endpoint stun_server{ip::make_address("198.18.0.100"), 3478};
+constexpr auto latency = std::chrono::milliseconds(10);
+
+struct side {
+  std::optional<model> nat;  // none: a public host
+  udp_endpoint local;
+  std::optional<private_connection_info> info;
+  std::optional<punch_session> s;
+  ip::address external() const { return nat ? nat->external() : local.address(); }
+};
+
+nat_hint hint_of(const std::optional<model::config>& c) {
+  if (!c) return {mapping_behaviour::no_nat, allocation_behaviour::preserving, 0, {}, {}};
+  nat_hint h;
+  h.mapping =
+      c->map == model::mapping::endpoint_independent ? mapping_behaviour::endpoint_independent
+      : c->map == model::mapping::address_dependent  ? mapping_behaviour::address_dependent
+                                                    : mapping_behaviour::address_and_port_dependent;
+  h.allocation = c->alloc == model::allocation::preserving   ? allocation_behaviour::preserving
+                 : c->alloc == model::allocation::sequential ? allocation_behaviour::sequential
+                                                             : allocation_behaviour::random;
+  h.port_step = c->alloc == model::allocation::sequential ? c->step : 0;
+  return h;
+}
+
+// A node behind `nat` (or public) with its connection info: a host
+// candidate and, behind a NAT, the reflexive one a STUN server saw.
+side make_side(const identity& id, std::optional<model::config> nat, const char* inside,
+               const char* outside) {
+  side s;
+  if (nat) {
+    nat->external = ip::make_address(outside);
+    s.nat.emplace(*nat);
+  }
+  s.local = {ip::make_address(nat ? inside : outside), 40000};
+  std::vector<candidate> cs = {
+      {candidate_transport::udp, candidate_kind::host, s.local.address(), s.local.port()}};
+  if (s.nat) {
+    const auto mapped = s.nat->outbound(s.local, stun_server, t0);
+    cs.push_back(
+        {candidate_transport::udp, candidate_kind::reflexive, mapped.address(), mapped.port()});
+  }
+  s.info.emplace(private_connection_info::prepare(id, "crust", cs, hint_of(nat), t_unix));
+  return s;
+}
+
+struct outcome {
+  punch_state a = punch_state::running, b = punch_state::running;
+  duration a_time{}, b_time{};
+};
+
+const identity& id_a() {
+  static const identity i = identity::from_secrets(secure::key32{1}, secure::key32{2});
+  return i;
+}
+const identity& id_b() {
+  static const identity i = identity::from_secrets(secure::key32{3}, secure::key32{4});
+  return i;
+}
+
+// Runs both sessions until both are done, in 1 ms steps, routing every
+// datagram through the NATs with `latency` each way.
+outcome punch(side& a, side& b, punch_config cfg = {}) {
+  auto sa = punch_session::start(*a.info, b.info->pub(), a.local, t0, cfg);
+  auto sb = punch_session::start(*b.info, a.info->pub(), b.local, t0, cfg);
+  REQUIRE(sa);
+  REQUIRE(sb);
+  a.s.emplace(std::move(*sa));
+  b.s.emplace(std::move(*sb));
+  struct packet {
+    time_point at;
+    udp_endpoint from, to;  // `from`: the source after the sender's NAT
+    bytes data;
+  };
+  std::deque<packet> wire;
+  auto send = [&](side& from, const udp_endpoint& to, bytes d, time_point now) {
+    const auto src = from.nat ? from.nat->outbound(from.local, to, now) : from.local;
+    wire.push_back({now + latency, src, to, std::move(d)});
+  };
+  outcome o;
+  for (auto now = t0; now < t0 + cfg.deadline + std::chrono::seconds(1);
+       now += std::chrono::milliseconds(1)) {
+    for (side* s : {&a, &b})
+      for (auto& d : s->s->poll(now)) send(*s, d.to, std::move(d.data), now);
+    while (!wire.empty() && wire.front().at <= now) {
+      auto p = std::move(wire.front());
+      wire.pop_front();
+      for (side* s : {&a, &b}) {
+        if (p.to.address() != s->external()) continue;
+        auto inside = s->nat ? s->nat->inbound(p.from, p.to, now) : std::optional{p.to};
+        if (inside != s->local) continue;  // filtered, or no such mapping
+        if (auto answer = s->s->on_datagram(p.data, p.from, now)) {
+          CHECK(answer->size() <= p.data.size());  // never amplifies
+          send(*s, p.from, std::move(*answer), now);
+        }
+      }
+    }
+    if (o.a == punch_state::running && a.s->state() != punch_state::running) {
+      o.a = a.s->state();
+      o.a_time = now - t0;
+    }
+    if (o.b == punch_state::running && b.s->state() != punch_state::running) {
+      o.b = b.s->state();
+      o.b_time = now - t0;
+    }
+    if (o.a != punch_state::running && o.b != punch_state::running) break;
+  }
+  return o;
+}
+
+model::config cone() {
+  return {};
+}  // endpoint-independent, port-restricted, preserving
+model::config full_cone() {
+  model::config c;
+  c.filter = model::filtering::endpoint_independent;
+  return c;
+}
+model::config symmetric(model::allocation alloc = model::allocation::random, int step = 1) {
+  model::config c;
+  c.map = model::mapping::address_and_port_dependent;
+  c.alloc = alloc;
+  c.step = step;
+  c.seed = 7;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("punch: two port-restricted cones meet on their reflexive endpoints") {
+  auto a = make_side(id_a(), cone(), "10.1.0.2", "198.18.1.1");
+  auto b = make_side(id_b(), cone(), "10.2.0.2", "198.18.2.1");
+  auto o = punch(a, b);
+  CHECK(o.a == punch_state::succeeded);
+  CHECK(o.b == punch_state::succeeded);
+  REQUIRE(a.s->path());
+  REQUIRE(b.s->path());
+  CHECK(a.s->path()->address() == ip::make_address("198.18.2.1"));
+  CHECK(b.s->path()->address() == ip::make_address("198.18.1.1"));
+  // The two ends agree on the pair: each is where the other saw it.
+  CHECK(a.s->path() == b.s->seen_as());
+  CHECK(b.s->path() == a.s->seen_as());
+  CHECK(a.s->controlling() != b.s->controlling());
+  // Within a few round trips of 20 ms, not at a retransmission.
+  CHECK(o.a_time < std::chrono::milliseconds(100));
+  CHECK(o.b_time < std::chrono::milliseconds(100));
+}
+
+TEST_CASE("punch: which pairs of NATs get a direct path") {
+  struct row {
+    const char* name;
+    std::optional<model::config> a, b;
+    bool direct;
+  };
+  const std::vector<row> rows = {
+      {"public x symmetric", std::nullopt, symmetric(), true},
+      {"full cone x symmetric", full_cone(), symmetric(), true},
+      {"cone x full cone", cone(), full_cone(), true},
+      {"port-restricted cone x symmetric (random ports)", cone(), symmetric(), false},
+      {"symmetric x symmetric (random ports)", symmetric(), symmetric(), false},
+      {"sequential symmetric (step 1) x cone", symmetric(model::allocation::sequential, 1), cone(),
+       true},
+      {"sequential symmetric (step 2) x cone", symmetric(model::allocation::sequential, 2), cone(),
+       true},
+  };
+  for (const auto& r : rows) {
+    CAPTURE(r.name);
+    auto a = make_side(id_a(), r.a, "10.1.0.2", "198.18.1.1");
+    auto b = make_side(id_b(), r.b, "10.2.0.2", "198.18.2.1");
+    punch_config cfg;
+    cfg.deadline = std::chrono::seconds(2);
+    auto o = punch(a, b, cfg);
+    const auto expected = r.direct ? punch_state::succeeded : punch_state::failed;
+    CHECK(o.a == expected);
+    CHECK(o.b == expected);
+  }
+}
+
+TEST_CASE("punch: against a sequential NAT, prediction is what finds the path") {
+  punch_config cfg;
+  cfg.deadline = std::chrono::seconds(2);
+  auto a = make_side(id_a(), symmetric(model::allocation::sequential, 3), "10.1.0.2", "198.18.1.1");
+  auto b = make_side(id_b(), cone(), "10.2.0.2", "198.18.2.1");
+  auto o = punch(a, b, cfg);
+  CHECK(o.b == punch_state::succeeded);
+  const auto& targets = b.s->targets();
+  const auto predicted = std::count_if(targets.begin(), targets.end(), [](const auto& t) {
+    return t.from == punch_session::target::origin::predicted;
+  });
+  CHECK(predicted == cfg.predicted_ports);
+  auto path = std::find_if(targets.begin(), targets.end(),
+                           [&](const auto& t) { return t.endpoint == b.s->path(); });
+  REQUIRE(path != targets.end());
+  CHECK(path->from == punch_session::target::origin::predicted);
+
+  cfg.predicted_ports = 0;
+  auto a2 =
+      make_side(id_a(), symmetric(model::allocation::sequential, 3), "10.1.0.2", "198.18.1.1");
+  auto b2 = make_side(id_b(), cone(), "10.2.0.2", "198.18.2.1");
+  o = punch(a2, b2, cfg);
+  CHECK(o.a == punch_state::failed);
+  CHECK(o.b == punch_state::failed);
+}
+
+TEST_CASE("punch: a full cone learns a symmetric peer's endpoint from its check") {
+  auto a = make_side(id_a(), full_cone(), "10.1.0.2", "198.18.1.1");
+  auto b = make_side(id_b(), symmetric(), "10.2.0.2", "198.18.2.1");
+  auto o = punch(a, b);
+  REQUIRE(o.a == punch_state::succeeded);
+  const auto& targets = a.s->targets();
+  auto path = std::find_if(targets.begin(), targets.end(),
+                           [&](const auto& t) { return t.endpoint == a.s->path(); });
+  REQUIRE(path != targets.end());
+  CHECK(path->from == punch_session::target::origin::learnt);  // peer-reflexive
+}
+
+TEST_CASE("punch: pacing, retransmission and the deadline") {
+  auto a = make_side(id_a(), cone(), "10.1.0.2", "198.18.1.1");
+  auto b = make_side(id_b(), cone(), "10.2.0.2", "198.18.2.1");
+  punch_config cfg;
+  cfg.deadline = std::chrono::seconds(1);
+  auto s = punch_session::start(*a.info, b.info->pub(), a.local, t0, cfg);
+  REQUIRE(s);
+  REQUIRE(s->targets().size() == 2);  // host and reflexive; no prediction for a cone
+  std::size_t sent = 0;
+  std::map<udp_endpoint, std::vector<duration>> when;
+  for (auto now = t0; now <= t0 + std::chrono::seconds(2); now += std::chrono::milliseconds(1)) {
+    auto out = s->poll(now);
+    CHECK(out.size() <= 1);  // one check per 5 ms at most, never a burst
+    for (const auto& d : out) when[d.to].push_back(now - t0);
+    sent += out.size();
+  }
+  CHECK(s->state() == punch_state::failed);
+  CHECK(s->next_wakeup() == time_point::max());
+  CHECK(s->poll(t0 + std::chrono::seconds(3)).empty());
+  // Every 100 ms for each target, 5 ms apart, until the deadline.
+  CHECK(sent == 20);
+  for (const auto& [to, times] : when) {
+    CAPTURE(to);
+    REQUIRE(times.size() == 10);
+    for (std::size_t i = 1; i < times.size(); ++i)
+      CHECK(times[i] - times[i - 1] == std::chrono::milliseconds(100));
+  }
+}
+
+TEST_CASE("punch: unauthenticated checks and answers are neither answered nor believed") {
+  auto a = make_side(id_a(), cone(), "10.1.0.2", "198.18.1.1");
+  auto b = make_side(id_b(), cone(), "10.2.0.2", "198.18.2.1");
+  auto s = punch_session::start(*a.info, b.info->pub(), a.local, t0);
+  REQUIRE(s);
+  auto peer = punch_session::start(*b.info, a.info->pub(), b.local, t0);
+  REQUIRE(peer);
+  const udp_endpoint from{ip::make_address("198.18.2.1"), 40000};
+
+  // A real check from the peer is claimed and answered.
+  auto checks = peer->poll(t0);
+  REQUIRE(checks.size() == 1);
+  CHECK(s->claims(checks[0].data));
+  auto answer = s->on_datagram(checks[0].data, from, t0);
+  REQUIRE(answer);
+  CHECK(peer->claims(*answer));
+
+  // The same check with one byte of its integrity changed: nothing.
+  auto bad = checks[0].data;
+  bad[bad.size() - 20] ^= 1;  // inside MESSAGE-INTEGRITY-SHA256, before FINGERPRINT
+  CHECK(!s->on_datagram(bad, from, t0));
+  // A check made with another pair's secret (a third party who read both
+  // infos cannot make one): nothing.
+  const auto mallory = identity::from_secrets(secure::key32{9}, secure::key32{9});
+  auto m = make_side(mallory, cone(), "10.3.0.2", "198.18.3.1");
+  auto forger = punch_session::start(*m.info, a.info->pub(), m.local, t0);
+  REQUIRE(forger);
+  auto forged = forger->poll(t0);
+  REQUIRE(forged.size() == 1);
+  CHECK(!s->claims(forged[0].data));
+  CHECK(!s->on_datagram(forged[0].data, from, t0));
+
+  // Our check's answer from somewhere else than where it went: ignored.
+  auto mine = s->poll(t0 + std::chrono::milliseconds(5));
+  REQUIRE(mine.size() == 1);
+  auto reply = peer->on_datagram(mine[0].data, {a.nat->external(), 40000}, t0);
+  REQUIRE(reply);
+  const udp_endpoint elsewhere{ip::make_address("198.18.9.9"), 40000};
+  CHECK(!s->on_datagram(*reply, elsewhere, t0));
+  CHECK(s->state() == punch_state::running);
+  // From where it went, it counts once.
+  CHECK(!s->on_datagram(*reply, mine[0].to, t0));
+  CHECK(s->state() == punch_state::succeeded);
+  CHECK(s->path() == mine[0].to);
+  CHECK(s->checks_answered() == 1);
+  // Garbage and non-STUN bytes are not claimed.
+  CHECK(!s->claims(as_bytes("hello")));
+  CHECK(!s->on_datagram(as_bytes("hello"), from, t0));
+}
+
+TEST_CASE("punch: a peer without a reachable UDP candidate cannot be punched to") {
+  auto a = make_side(id_a(), cone(), "10.1.0.2", "198.18.1.1");
+  const std::vector<candidate> v6_and_tcp = {
+      {candidate_transport::udp, candidate_kind::host, ip::make_address("2001:db8::1"), 5},
+      {candidate_transport::tcp, candidate_kind::host, ip::make_address("198.18.7.7"), 5}};
+  auto only = private_connection_info::prepare(id_b(), "crust", v6_and_tcp, {}, t_unix);
+  auto s = punch_session::start(*a.info, only.pub(), a.local, t0);  // an IPv4 socket
+  REQUIRE(!s);
+  CHECK(s.error() == make_error_code(errc::malformed));
+  // A dual-stack socket can try the IPv6 one.
+  CHECK(punch_session::start(*a.info, only.pub(), {ip::make_address("::"), 1}, t0));
+}
