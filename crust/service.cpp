@@ -262,6 +262,9 @@ class service::impl final : public detail::connection_owner,
     so.serve = cfg_.enable_stun_server;
     so.admit = [this](const asio::ip::address& from) { return !banned(from); };
     stun_ = nat::stun_agent::attach(udp_, std::move(so));
+    stun_->intercept([this](byte_span d, const asio::ip::udp::endpoint& from) {
+      return intercept_punch(d, from);
+    });
     auto self = shared_from_this();
     udp_tasks_.spawn(udp_->run(), "udp socket", self);
     udp_tasks_.spawn(utp_->run(), "utp timers", self);
@@ -907,7 +910,163 @@ class service::impl final : public detail::connection_owner,
     co_return info;
   }
 
+  // --- rendezvous: connection infos, punching, the race ---
+  asio::awaitable<result<peer_info>> rendezvous(nat::private_connection_info mine,
+                                                nat::connection_info theirs, rendezvous_options o) {
+    auto self = shared_from_this();
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+    if (!(mine.pub().key == id_.public_key()) || theirs.key.id == id_.id())
+      co_return make_error_code(errc::wrong_peer_key);
+    if (banned_ids_.contains(theirs.key.id)) co_return make_error_code(errc::blacklisted);
+    std::vector<attempt<peer_info>> attempts;
+    if (o.udp && udp_)
+      attempts.push_back(
+          [this, mine, theirs, pc = o.punch] { return punch_then_utp(mine, theirs, pc); });
+    if (o.tcp)
+      for (const auto& c : theirs.candidates) {
+        if (c.transport != nat::candidate_transport::tcp || banned(c.address)) continue;
+        const endpoint to(c.address, c.port);
+        attempts.push_back(
+            [this, to, key = theirs.key] { return connect(to, key, false, transport::kind::tcp); });
+      }
+    if (attempts.empty()) co_return make_error_code(errc::no_contacts);
+    const auto n = attempts.size();
+    const auto started = clock::now();
+    auto out = co_await first_success(std::move(attempts), milliseconds(50), n);
+    if (out.value)
+      CRUST_LOG(info, "service",
+                "rendezvous with "
+                    << theirs.key.id.short_string() << ": "
+                    << transport::to_string(out.value->transport) << " " << out.value->remote
+                    << " after "
+                    << std::chrono::duration_cast<milliseconds>(clock::now() - started).count()
+                    << " ms");
+    co_return std::move(out.value);
+  }
+
  private:
+  struct punch_run {
+    punch_run(nat::punch_session s, const asio::any_io_executor& ex)
+        : session(std::move(s)), wake(ex) {}
+    nat::punch_session session;
+    notifier wake;
+  };
+
+  // A STUN datagram some punch in progress claims: it answers (checks
+  // from a blacklisted address get nothing) and is woken.
+  bool intercept_punch(byte_span d, const asio::ip::udp::endpoint& from) {
+    for (const auto& p : punches_) {
+      if (!p->session.claims(d)) continue;
+      if (banned(transport::canonical(from.address()))) return true;
+      auto answer = p->session.on_datagram(d, from, clock::now());
+      if (answer && udp_) udp_->send(*answer, from);
+      p->wake.notify();
+      return true;
+    }
+    return false;
+  }
+
+  // A dual-stack socket reaches IPv4 endpoints through mapped addresses.
+  asio::ip::udp::endpoint for_socket(const asio::ip::udp::endpoint& e) const {
+    if (udp_ && e.address().is_v4() && udp_->local_endpoint().address().is_v6())
+      return {asio::ip::make_address_v6(asio::ip::v4_mapped, e.address().to_v4()), e.port()};
+    return e;
+  }
+
+  // Runs one punch on the node's UDP socket: the peer's endpoint that
+  // answered. A session that succeeded keeps answering the peer's checks
+  // until its deadline (the peer may not have had our answer yet). Errors:
+  // not_connected (no UDP socket), timed_out (the session's deadline),
+  // malformed (no UDP candidate), duplicate_connection (the peer connected
+  // to us meanwhile, by any transport), shutting_down, cancelled.
+  asio::awaitable<result<asio::ip::udp::endpoint>> punch_udp(
+      const nat::private_connection_info& mine, const nat::connection_info& theirs,
+      nat::punch_config pc) {
+    auto self = shared_from_this();
+    if (!udp_ || !stun_) co_return make_error_code(asio::error::not_connected);
+    auto s = nat::punch_session::start(mine, theirs, udp_->local_endpoint(), clock::now(), pc);
+    if (!s) co_return s.error();
+    auto run = std::make_shared<punch_run>(std::move(*s), ex_);
+    punches_.push_back(run);
+    struct unregister {
+      impl* owner;
+      std::shared_ptr<punch_run> r;
+      bool linger = false;
+      ~unregister() {
+        if (!linger) std::erase(owner->punches_, r);
+      }
+    } guard{this, run};
+    timer t(ex_);
+    using namespace asio::experimental::awaitable_operators;
+    for (;;) {
+      auto udp = udp_;
+      if (!udp || stopping_) co_return make_error_code(errc::shutting_down);
+      for (const auto& d : run->session.poll(clock::now())) udp->send(d.data, for_socket(d.to));
+      if (run->session.state() == nat::punch_state::succeeded) {
+        guard.linger = true;
+        spawn(linger(run, clock::now() + pc.deadline), "punch linger");
+        CRUST_LOG(debug, "service",
+                  "punched to " << theirs.key.id.short_string() << " at "
+                                << transport::to_string({run->session.path()->address(),
+                                                         run->session.path()->port()})
+                                << " after " << run->session.checks_sent() << " checks");
+        co_return *run->session.path();
+      }
+      if (run->session.state() == nat::punch_state::failed)
+        co_return make_error_code(errc::timed_out);
+      if (peers_.contains(theirs.key.id)) co_return make_error_code(errc::duplicate_connection);
+      t.expires_at(run->session.next_wakeup());
+      co_await (run->wake.wait() || registered_.wait() ||
+                t.async_wait(asio::as_tuple(asio::use_awaitable)));
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled) co_return make_error_code(errc::cancelled);
+    }
+  }
+
+  // Keeps a succeeded punch answering until `until`, then forgets it.
+  asio::awaitable<void> linger(std::shared_ptr<punch_run> run, time_point until) {
+    timer t(ex_);
+    // In short steps, so that stop() does not wait for it.
+    while (clock::now() < until && !stopping_) {
+      t.expires_at(std::min(until, clock::now() + milliseconds(50)));
+      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+    }
+    std::erase(punches_, run);
+  }
+
+  // The UDP attempt of a rendezvous: punch, then the controlling side (the
+  // larger id) dials µTP over the path while the other waits for it (or
+  // for any connection from that peer) within the handshake timeout.
+  asio::awaitable<result<peer_info>> punch_then_utp(nat::private_connection_info mine,
+                                                    nat::connection_info theirs,
+                                                    nat::punch_config pc) {
+    auto self = shared_from_this();
+    auto path = co_await punch_udp(mine, theirs, pc);
+    // The peer's connection may have come first (its µTP dial over a path
+    // our side had not confirmed yet, or TCP): that is the result.
+    if (auto it = peers_.find(theirs.key.id); it != peers_.end()) co_return it->second->info();
+    if (!path) co_return path.error();
+    const auto& me = mine.pub().key.id.key;
+    const auto& them = theirs.key.id.key;
+    const bool controlling =
+        std::lexicographical_compare(them.begin(), them.end(), me.begin(), me.end());
+    if (controlling)
+      co_return co_await connect(endpoint(path->address(), path->port()), theirs.key, false,
+                                 transport::kind::utp);
+    timer t(ex_);
+    t.expires_after(cfg_.handshake_timeout);
+    using namespace asio::experimental::awaitable_operators;
+    const auto deadline = clock::now() + cfg_.handshake_timeout;
+    while (!peers_.contains(theirs.key.id) && clock::now() < deadline && !stopping_) {
+      co_await (registered_.wait() || t.async_wait(asio::as_tuple(asio::use_awaitable)));
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled) co_return make_error_code(errc::cancelled);
+    }
+    if (auto it = peers_.find(theirs.key.id); it != peers_.end()) co_return it->second->info();
+    co_return make_error_code(stopping_ ? errc::shutting_down : errc::timed_out);
+  }
+
   // The addresses a listener bound to `bound` is reachable at: itself, or
   // for a wildcard every up interface's (IPv4 only for 0.0.0.0; IPv6
   // link-local ones left out, as they need a scope), loopback only when
@@ -1021,6 +1180,7 @@ class service::impl final : public detail::connection_owner,
   std::shared_ptr<transport::udp_mux> udp_;
   std::shared_ptr<utp::manager> utp_;
   std::shared_ptr<nat::stun_agent> stun_;
+  std::vector<std::shared_ptr<punch_run>> punches_;  // punches in progress
   task_group udp_tasks_;  // the socket, µTP's timers and accepts: stopped after the connections
   std::map<public_id, std::shared_ptr<connection>> peers_;
   std::deque<event> events_;
@@ -1077,6 +1237,11 @@ asio::awaitable<result<peer_info>> service::connect(endpoint to) {
 asio::awaitable<result<peer_info>> service::connect(endpoint to, std::optional<peer_key> key,
                                                     transport::kind via) {
   return impl_->connect(to, key, false, via);
+}
+asio::awaitable<result<peer_info>> service::connect(const nat::private_connection_info& mine,
+                                                    const nat::connection_info& theirs,
+                                                    rendezvous_options o) {
+  return impl_->rendezvous(mine, theirs, std::move(o));
 }
 asio::awaitable<result<peer_info>> service::bootstrap() {
   return impl_->bootstrap();

@@ -12,6 +12,7 @@
 #include "crust/secure/identity.hpp"
 #include "nat/connection_info.hpp"
 #include "nat/discover.hpp"
+#include "nat/punch.hpp"
 #include "nat/stun_agent.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -50,6 +51,13 @@ struct prepare_options {
   // "unknown".
   bool discover_nat = true;
   std::uint32_t lifetime = nat::info_default_lifetime;  // seconds
+};
+
+// How service::connect(mine, theirs) tries to reach a peer.
+struct rendezvous_options {
+  bool tcp = true;  // dial each of the peer's TCP candidates
+  bool udp = true;  // punch UDP and carry µTP over the path (needs enable_utp)
+  nat::punch_config punch;
 };
 
 class service {
@@ -100,6 +108,23 @@ class service {
   // over µTP are not put in the bootstrap cache, which holds TCP endpoints.
   boost::asio::awaitable<result<peer_info>> connect(endpoint to, std::optional<peer_key> key,
                                                     transport::kind via);
+
+  // Connects to the peer whose connection info is `theirs`, with ours
+  // (`mine`, from prepare_connection_info). The peer must be doing the
+  // same with the two swapped at about the same time, as infos are
+  // exchanged out of band. Raced (first_success, 50 ms apart): a UDP punch
+  // (nat/punch.hpp) on the node's socket, after which the side with the
+  // larger id dials µTP over the punched path and the other waits for it,
+  // and a TCP dial to each of the peer's TCP candidates. The first
+  // admitted connection wins; if two succeed, the simultaneous-dial rule
+  // keeps one, the same at both ends. Errors: wrong_peer_key (`mine` is
+  // not ours, or `theirs` is), blacklisted, no_contacts (nothing to try),
+  // all_attempts_failed or the last attempt's error, shutting_down,
+  // cancelled. Not yet built: TCP simultaneous open, multi-socket probing,
+  // relay.
+  boost::asio::awaitable<result<peer_info>> connect(const nat::private_connection_info& mine,
+                                                    const nat::connection_info& theirs,
+                                                    rendezvous_options o = {});
 
   // Finds the network: races the bootstrap cache (most recent first) and
   // the hard-coded contacts (shuffled), interleaved, and, first of all when

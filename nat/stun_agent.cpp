@@ -42,6 +42,7 @@ void stun_agent::on_datagram(byte_span d, const stun::udp_endpoint& from) {
   if (closed_) return;
   auto mux = mux_.lock();
   if (!mux) return;
+  if (intercept_ && intercept_(d, from)) return;
   // Requests are the server's (cheap to tell: the class bits are in byte
   // 0-1); everything else may answer one of our transactions.
   const bool request = (d[0] & 0x01) == 0 && (d[1] & 0x10) == 0;
@@ -170,6 +171,7 @@ asio::awaitable<result<binding_result>> stun_agent::binding(stun::udp_endpoint s
 }
 
 void stun_agent::close() {
+  intercept_ = nullptr;
   closed_ = true;
   for (auto& [id, p] : pending_) {
     p->failed = true;

@@ -75,6 +75,11 @@ class stun_agent : public std::enable_shared_from_this<stun_agent> {
                                                          stun::retransmission r = {},
                                                          change_request change = {});
 
+  // Datagrams `f` returns true for are its alone (hole-punching checks
+  // and their answers, which the punch sessions authenticate and answer
+  // themselves); it sees every STUN datagram first. Empty: none.
+  using interceptor = std::function<bool(byte_span d, const stun::udp_endpoint& from)>;
+  void intercept(interceptor f) { intercept_ = std::move(f); }
   // Answer Binding requests or not, from now on.
   void serve(bool on) noexcept { options_.serve = on; }
   bool serving() const noexcept { return options_.serve && !closed_; }
@@ -98,6 +103,7 @@ class stun_agent : public std::enable_shared_from_this<stun_agent> {
   transport::rate_limiter limiter_;
   std::map<stun::transaction_id, std::shared_ptr<pending>> pending_;
   figures stats_;
+  interceptor intercept_;
   bool closed_ = false;
 };
 

@@ -1,6 +1,7 @@
 // The single-node commands: id, listen, connect, send, chat.
 #include "common.hpp"
 
+#include "crust/base/file.hpp"
 #include "crust/base/race.hpp"
 #include "transports/tcp.hpp"
 
@@ -24,6 +25,21 @@ namespace json = boost::json;
 using namespace crust;
 
 namespace {
+
+std::int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The next message event, skipping the others.
+asio::awaitable<result<events::new_message>> next_message(service& svc) {
+  for (;;) {
+    auto ev = co_await svc.next_event();
+    if (!ev) co_return ev.error();
+    if (auto* m = std::get_if<events::new_message>(&*ev)) co_return std::move(*m);
+  }
+}
 
 json::object peer_json(const peer_info& p) {
   return {{"id", p.id.to_string()},
@@ -438,6 +454,110 @@ int cmd_info(const options& opt, const std::vector<std::string>& stun_servers, b
     }
     co_await svc.stop();
     co_return 0;
+  });
+}
+
+int cmd_rendezvous(const options& opt, const rendezvous_args& a) {
+  config cfg;
+  std::optional<identity> id;
+  if (!load(opt, cfg, id)) return 1;
+  prepare_options po;
+  for (const auto& s : a.stun_servers) {
+    auto ep = transport::parse_endpoint(s);
+    if (!ep) {
+      std::cerr << "crust-node: \"" << s << "\" is not ip:port\n";
+      return 1;
+    }
+    po.stun_servers.emplace_back(ep->address(), ep->port());
+  }
+  rendezvous_options ro;
+  ro.tcp = !a.udp_only;
+  ro.udp = !a.tcp_only;
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto ep = co_await start_or_say(svc);
+    if (!ep) co_return 1;
+    if (!cfg.hard_coded_contacts.empty()) (void)co_await svc.bootstrap();
+    auto mine = co_await svc.prepare_connection_info(po);
+    if (!mine) {
+      std::cerr << "crust-node: no connection info: " << mine.error().message() << "\n";
+      co_await svc.stop();
+      co_return 1;
+    }
+    // Out of band: our info to a file, theirs from one, when it appears.
+    if (auto w = write_file_atomically(a.info_out, mine->pub().to_json(), 0644); !w) {
+      std::cerr << "crust-node: cannot write " << a.info_out << ": " << w.error().message() << "\n";
+      co_await svc.stop();
+      co_return 1;
+    }
+    const auto wait_until = clock::now() + seconds(a.wait_seconds);
+    std::optional<nat::connection_info> theirs;
+    timer t(io.get_executor());
+    while (!theirs && clock::now() < wait_until) {
+      if (auto text = read_file(a.peer_info)) {
+        auto parsed = nat::connection_info::from_json(*text, cfg.network_name, unix_seconds());
+        if (!parsed) {
+          std::cerr << "crust-node: " << a.peer_info << ": " << parsed.error().message << "\n";
+          co_await svc.stop();
+          co_return 1;
+        }
+        theirs = std::move(*parsed);
+        break;
+      }
+      t.expires_after(milliseconds(50));
+      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) break;  // cancelled (Ctrl-C)
+    }
+    if (!theirs) {
+      std::cerr << "crust-node: no peer info in " << a.peer_info << " within " << a.wait_seconds
+                << " s\n";
+      co_await svc.stop();
+      co_return 1;
+    }
+    const auto started = clock::now();
+    auto peer = co_await svc.connect(*mine, *theirs, ro);
+    const double ms = std::chrono::duration<double, std::milli>(clock::now() - started).count();
+    if (!peer) {
+      if (opt.json)
+        std::cout << json::serialize(json::object{{"event", "rendezvous_failed"},
+                                                  {"error", peer.error().message()},
+                                                  {"ms", ms}})
+                  << std::endl;
+      else
+        std::cout << "rendezvous failed after " << ms << " ms: " << peer.error().message()
+                  << std::endl;
+      co_await svc.stop();
+      co_return 1;
+    }
+    if (opt.json) {
+      auto o = peer_json(*peer);
+      o["event"] = "rendezvous";
+      o["ms"] = ms;
+      std::cout << json::serialize(o) << std::endl;
+    } else {
+      print_peer(opt, "rendezvous with", *peer);
+      std::cout << "connected after " << ms << " ms" << std::endl;
+    }
+    // One message each way proves the path carries traffic.
+    int rc = 0;
+    if (!a.message.empty()) {
+      (void)svc.send(peer->id, bytes(a.message.begin(), a.message.end()));
+      auto got = co_await with_timeout(next_message(svc), seconds(10));
+      if (got) {
+        const std::string text(got->payload.begin(), got->payload.end());
+        if (opt.json)
+          std::cout << json::serialize(json::object{{"event", "message"}, {"text", text}})
+                    << std::endl;
+        else
+          std::cout << "message: " << text << std::endl;
+      } else {
+        std::cerr << "crust-node: no message from the peer: " << got.error().message() << "\n";
+        rc = 1;
+      }
+      (void)co_await svc.flush(peer->id);
+    }
+    co_await svc.stop();
+    co_return rc;
   });
 }
 

@@ -38,6 +38,15 @@ int cmd_lan(const options& opt, int window_ms);
 // info: start, optionally bootstrap, prepare a connection info and print it.
 int cmd_info(const options& opt, const std::vector<std::string>& stun_servers, bool do_bootstrap,
              bool wire, double hold);
+// rendezvous: exchange connection infos through files and connect through NATs.
+struct rendezvous_args {
+  std::string info_out, peer_info;
+  std::vector<std::string> stun_servers;
+  bool udp_only = false, tcp_only = false;
+  int wait_seconds = 60;
+  std::string message;
+};
+int cmd_rendezvous(const options& opt, const rendezvous_args& a);
 int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer);
 int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
              const std::vector<std::string>& words, bool sign);

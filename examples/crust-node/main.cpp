@@ -128,6 +128,24 @@ int main(int argc, char** argv) {
   info->add_option("--hold", info_hold, "keep the node running this many seconds after printing")
       ->check(CLI::Range(0.0, 86400.0));
 
+  rendezvous_args rv;
+  auto* rendezvous = app.add_subcommand(
+      "rendezvous",
+      "connect to a peer through NATs: write this node's connection info to a file, read the "
+      "peer's from another, race a UDP punch (µTP) against TCP dials");
+  node_options(rendezvous);
+  rendezvous->add_option("--info-out", rv.info_out, "where to write our connection info (JSON)")
+      ->required();
+  rendezvous->add_option("--peer-info", rv.peer_info, "the peer's connection info file (JSON)")
+      ->required();
+  rendezvous->add_option("--stun", rv.stun_servers, "ip:port of a STUN server (repeatable)");
+  rendezvous->add_flag("--udp-only", rv.udp_only, "only punch UDP (µTP)");
+  rendezvous->add_flag("--tcp-only", rv.tcp_only, "only dial TCP candidates");
+  rendezvous->add_option("--wait", rv.wait_seconds, "seconds to wait for the peer's info file")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  rendezvous->add_option("--message", rv.message, "send this, and wait for the peer's message");
+
   int nodes = 5;
   std::string demo_network = "crust-demo";
   bool demo_json = false;
@@ -158,6 +176,7 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(opt, echo, seconds, !no_bootstrap);
     if (*boot) return cmd_bootstrap(opt);
     if (*lan) return cmd_lan(opt, window_ms);
+    if (*rendezvous) return cmd_rendezvous(opt, rv);
     if (*info) return cmd_info(opt, info_stun, info_bootstrap, info_wire, info_hold);
     if (*connect) return cmd_connect(opt, endpoint, peer);
     if (*send) return cmd_send(opt, endpoint, peer, words, sign);

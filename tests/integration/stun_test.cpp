@@ -277,3 +277,78 @@ TEST_CASE("connection info (loopback): peers tell their UDP ports and serve as S
     co_await b->stop();
   });
 }
+
+TEST_CASE("rendezvous (loopback): two nodes connect from each other's connection info") {
+  enum mode { both, udp_only, tcp_only };
+  for (const mode m : {both, udp_only, tcp_only}) {
+    CAPTURE(static_cast<int>(m));
+    test::run([m](asio::io_context& io) -> asio::awaitable<void> {
+      auto a = test::make_node(io), b = test::make_node(io);
+      auto sa = co_await a->start();
+      auto sb = co_await b->start();
+      REQUIRE(sa);
+      REQUIRE(sb);
+      auto ia = co_await a->prepare_connection_info();
+      auto ib = co_await b->prepare_connection_info();
+      REQUIRE(ia);
+      REQUIRE(ib);
+      rendezvous_options o;
+      o.tcp = m != udp_only;
+      o.udp = m != tcp_only;
+      using namespace asio::experimental::awaitable_operators;
+      auto [ra, rb] = co_await (a->connect(*ia, ib->pub(), o) && b->connect(*ib, ia->pub(), o));
+      REQUIRE_MESSAGE(ra, ra.error().message());
+      REQUIRE_MESSAGE(rb, rb.error().message());
+      CHECK(ra->id == b->id().id());
+      CHECK(rb->id == a->id().id());
+      if (m == udp_only) {
+        CHECK(ra->transport == transport::kind::utp);
+        CHECK(rb->transport == transport::kind::utp);
+      }
+      if (m == tcp_only) CHECK(ra->transport == transport::kind::tcp);
+      // One connection, the same at both ends, carrying traffic both ways.
+      const auto deadline = clock::now() + seconds(10);
+      while (!(a->peers().size() == 1 && b->peers().size() == 1 &&
+               a->peers()[0].connection_id == b->peers()[0].connection_id)) {
+        REQUIRE(clock::now() < deadline);
+        co_await test::sleep_for(milliseconds(5));
+      }
+      REQUIRE(a->send(b->id().id(), bytes{1, 2, 3}));
+      REQUIRE(b->send(a->id().id(), bytes{4}));
+      auto at_b = co_await test::next_of<events::new_message>(*b);
+      auto at_a = co_await test::next_of<events::new_message>(*a);
+      CHECK(at_b.payload == bytes{1, 2, 3});
+      CHECK(at_a.payload == bytes{4});
+      co_await a->stop(milliseconds(200));
+      co_await b->stop(milliseconds(200));
+    });
+  }
+}
+
+TEST_CASE("rendezvous (loopback): wrong infos are refused; a silent peer fails at the deadline") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto a = test::make_node(io), b = test::make_node(io);
+    auto sa = co_await a->start();
+    auto sb = co_await b->start();
+    REQUIRE(sa);
+    REQUIRE(sb);
+    auto ia = co_await a->prepare_connection_info();
+    auto ib = co_await b->prepare_connection_info();
+    REQUIRE(ia);
+    REQUIRE(ib);
+    // b's private info is not a's to use; nor is a's own public one a peer.
+    auto wrong = co_await a->connect(*ib, ia->pub());
+    CHECK(wrong.error() == make_error_code(errc::wrong_peer_key));
+    auto self = co_await a->connect(*ia, ia->pub());
+    CHECK(self.error() == make_error_code(errc::wrong_peer_key));
+    // b never punches back, and we only try UDP: the punch runs out.
+    rendezvous_options o;
+    o.tcp = false;
+    o.punch.deadline = milliseconds(300);
+    auto silent = co_await a->connect(*ia, ib->pub(), o);
+    REQUIRE(!silent);
+    CHECK(a->peers().empty());
+    co_await a->stop(milliseconds(200));
+    co_await b->stop(milliseconds(200));
+  });
+}
