@@ -54,3 +54,39 @@ wait_for() {
   done
   return 1
 }
+
+# An nftables NAT on router namespace $1 (interfaces wan0 and lan0) for
+# the host $2 behind it: $3 is the masquerade statement ("masquerade" is a
+# port-preserving cone, "masquerade fully-random" symmetric with random
+# ports); $4 = "full" makes it a full cone (new inbound UDP is sent on to
+# the host, as a DMZ does). Forwarded traffic from outside is otherwise
+# dropped unless conntrack knows it (a reply), as a home router does;
+# so is unsolicited inbound to the router itself. That matters for
+# punching: a peer's check that arrives before our first one left would
+# otherwise be taken in by the router, and its conntrack entry would take
+# the tuple our outbound mapping needs, so masquerade would give that
+# mapping another port (the lab saw cone against cone fail that way).
+# Replaces the router's previous rules and forgets its mappings.
+nat_router() {
+  local ns=$1 host=$2 masq=$3 pre="" dnat_ok=""
+  if [ "${4:-}" = full ]; then
+    pre="chain pre { type nat hook prerouting priority -100; iifname \"wan0\" udp dport 1024-65535 dnat to $host; }"
+    dnat_ok='ct status dnat accept'
+  fi
+  in_ns "$ns" nft delete table ip crust_nat 2>/dev/null
+  in_ns "$ns" conntrack -F 2>/dev/null
+  in_ns "$ns" nft -f - <<EOF
+table ip crust_nat {
+  chain post { type nat hook postrouting priority 100; oifname "wan0" $masq; }
+  $pre
+  chain forward { type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    $dnat_ok
+    iifname "lan0" oifname "wan0" accept
+  }
+  chain input { type filter hook input priority 0;
+    iifname "wan0" ct state new drop
+  }
+}
+EOF
+}

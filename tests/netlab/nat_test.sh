@@ -53,30 +53,8 @@ in_ns "$HOST" ip route add default via 198.19.1.1
 in_ns "$RTR" sysctl -qw net.ipv4.ip_forward=1
 # The public side has no route back to the LAN: only NAT gets through.
 
-# $1: the masquerade statement; $2: "full" makes it a full cone (new
-# inbound UDP is sent on to the host, as a DMZ does). Forwarded traffic from
-# outside is otherwise dropped unless conntrack knows it (a reply), as a
-# home router does.
-nat_rules() {
-  local pre="" dnat_ok=""
-  if [ "${2:-}" = full ]; then
-    pre='chain pre { type nat hook prerouting priority -100; iifname "wan0" udp dport 1024-65535 dnat to 198.19.1.2; }'
-    dnat_ok='ct status dnat accept'
-  fi
-  in_ns "$RTR" nft delete table ip crust_nat 2>/dev/null
-  in_ns "$RTR" conntrack -F 2>/dev/null
-  in_ns "$RTR" nft -f - <<EOF
-table ip crust_nat {
-  chain post { type nat hook postrouting priority 100; oifname "wan0" $1; }
-  $pre
-  chain forward { type filter hook forward priority 0; policy drop;
-    ct state established,related accept
-    $dnat_ok
-    iifname "lan0" oifname "wan0" accept
-  }
-}
-EOF
-}
+# The NAT (lib.sh's nat_router), on the router in front of the host.
+nat_rules() { nat_router "$RTR" 198.19.1.2 "$@"; }
 
 "$NODE" id --key "$work/o1.key" >/dev/null
 "$NODE" id --key "$work/o2.key" >/dev/null
