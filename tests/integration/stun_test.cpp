@@ -278,20 +278,34 @@ TEST_CASE("connection info (loopback): peers tell their UDP ports and serve as S
   });
 }
 
+namespace {
+// Two started nodes and a connection info of each.
+struct infos_pair {
+  std::unique_ptr<service> a, b;
+  std::optional<nat::private_connection_info> ia, ib;
+};
+asio::awaitable<infos_pair> two_with_infos(asio::io_context& io) {
+  infos_pair p{test::make_node(io), test::make_node(io), {}, {}};
+  for (auto* n : {p.a.get(), p.b.get()}) {
+    auto started = co_await n->start();
+    REQUIRE(started);
+  }
+  auto ia = co_await p.a->prepare_connection_info();
+  auto ib = co_await p.b->prepare_connection_info();
+  REQUIRE(ia);
+  REQUIRE(ib);
+  p.ia = std::move(*ia);
+  p.ib = std::move(*ib);
+  co_return p;
+}
+}  // namespace
+
 TEST_CASE("rendezvous (loopback): two nodes connect from each other's connection info") {
   enum mode { both, udp_only, tcp_only };
   for (const mode m : {both, udp_only, tcp_only}) {
     CAPTURE(static_cast<int>(m));
     test::run([m](asio::io_context& io) -> asio::awaitable<void> {
-      auto a = test::make_node(io), b = test::make_node(io);
-      auto sa = co_await a->start();
-      auto sb = co_await b->start();
-      REQUIRE(sa);
-      REQUIRE(sb);
-      auto ia = co_await a->prepare_connection_info();
-      auto ib = co_await b->prepare_connection_info();
-      REQUIRE(ia);
-      REQUIRE(ib);
+      auto [a, b, ia, ib] = co_await two_with_infos(io);
       rendezvous_options o;
       o.tcp = m != udp_only;
       o.udp = m != tcp_only;
@@ -327,15 +341,7 @@ TEST_CASE("rendezvous (loopback): two nodes connect from each other's connection
 
 TEST_CASE("rendezvous (loopback): wrong infos are refused; a silent peer fails at the deadline") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
-    auto a = test::make_node(io), b = test::make_node(io);
-    auto sa = co_await a->start();
-    auto sb = co_await b->start();
-    REQUIRE(sa);
-    REQUIRE(sb);
-    auto ia = co_await a->prepare_connection_info();
-    auto ib = co_await b->prepare_connection_info();
-    REQUIRE(ia);
-    REQUIRE(ib);
+    auto [a, b, ia, ib] = co_await two_with_infos(io);
     // b's private info is not a's to use; nor is a's own public one a peer.
     auto wrong = co_await a->connect(*ib, ia->pub());
     CHECK(wrong.error() == make_error_code(errc::wrong_peer_key));
