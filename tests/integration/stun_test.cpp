@@ -310,7 +310,10 @@ TEST_CASE("rendezvous (loopback): two nodes connect from each other's connection
       o.tcp = m != udp_only;
       o.udp = m != tcp_only;
       using namespace asio::experimental::awaitable_operators;
-      auto [ra, rb] = co_await (a->connect(*ia, ib->pub(), o) && b->connect(*ib, ia->pub(), o));
+      // Named, not bound: clang 14 cannot use structured bindings in doctest messages.
+      auto both = co_await (a->connect(*ia, ib->pub(), o) && b->connect(*ib, ia->pub(), o));
+      auto& ra = std::get<0>(both);
+      auto& rb = std::get<1>(both);
       REQUIRE_MESSAGE(ra, ra.error().message());
       REQUIRE_MESSAGE(rb, rb.error().message());
       CHECK(ra->id == b->id().id());

@@ -255,8 +255,9 @@ TEST_CASE("punch: pacing, retransmission and the deadline") {
   CHECK(s->poll(t0 + std::chrono::seconds(3)).empty());
   // Every 100 ms for each target, 5 ms apart, until the deadline.
   CHECK(sent == 20);
-  for (const auto& [to, times] : when) {
-    CAPTURE(to);
+  for (const auto& entry : when) {  // no structured bindings in CAPTURE (clang 14)
+    const auto& times = entry.second;
+    CAPTURE(entry.first);
     REQUIRE(times.size() == 10);
     for (std::size_t i = 1; i < times.size(); ++i)
       CHECK(times[i] - times[i - 1] == std::chrono::milliseconds(100));
