@@ -396,14 +396,9 @@ int cmd_info(const options& opt, const std::vector<std::string>& stun_servers, b
   std::optional<identity> id;
   if (!load(opt, cfg, id)) return 1;
   prepare_options po;
-  for (const auto& s : stun_servers) {
-    auto ep = transport::parse_endpoint(s);
-    if (!ep) {
-      std::cerr << "crust-node: \"" << s << "\" is not ip:port\n";
-      return 1;
-    }
-    po.stun_servers.emplace_back(ep->address(), ep->port());
-  }
+  auto servers = parse_servers(stun_servers);
+  if (!servers) return 1;
+  po.stun_servers = std::move(*servers);
   if (do_bootstrap) default_cache_path(opt, cfg);
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     service svc(io.get_executor(), cfg, *id);
@@ -462,14 +457,9 @@ int cmd_rendezvous(const options& opt, const rendezvous_args& a) {
   std::optional<identity> id;
   if (!load(opt, cfg, id)) return 1;
   prepare_options po;
-  for (const auto& s : a.stun_servers) {
-    auto ep = transport::parse_endpoint(s);
-    if (!ep) {
-      std::cerr << "crust-node: \"" << s << "\" is not ip:port\n";
-      return 1;
-    }
-    po.stun_servers.emplace_back(ep->address(), ep->port());
-  }
+  auto servers = parse_servers(a.stun_servers);
+  if (!servers) return 1;
+  po.stun_servers = std::move(*servers);
   rendezvous_options ro;
   ro.tcp = !a.udp_only;
   ro.udp = !a.tcp_only;

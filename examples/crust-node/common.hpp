@@ -30,6 +30,10 @@ int run_main(const std::function<boost::asio::awaitable<int>(boost::asio::io_con
 // returns false on bad input.
 bool load(const options& opt, crust::config& cfg, std::optional<crust::identity>& id);
 
+// Parses "ip:port" server names; on a bad one, says which and fails.
+crust::result<std::vector<boost::asio::ip::udp::endpoint>> parse_servers(
+    const std::vector<std::string>& in);
+
 int cmd_id(const options& opt);
 int cmd_listen(const options& opt, bool echo, double seconds);
 int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap);

@@ -24,19 +24,6 @@ std::string text(const asio::ip::udp::endpoint& e) {
   return transport::to_string({e.address(), e.port()});
 }
 
-result<std::vector<asio::ip::udp::endpoint>> parse_servers(const std::vector<std::string>& in) {
-  std::vector<asio::ip::udp::endpoint> out;
-  for (const auto& s : in) {
-    auto ep = transport::parse_endpoint(s);
-    if (!ep) {
-      std::cerr << "crust-node: \"" << s << "\" is not ip:port\n";
-      return ep.error();
-    }
-    out.emplace_back(ep->address(), ep->port());
-  }
-  return out;
-}
-
 json::object report_json(const nat::nat_report& r) {
   json::array ext, obs, notes;
   for (const auto& e : r.external) ext.push_back(json::string(text(e)));
@@ -101,6 +88,20 @@ std::shared_ptr<transport::udp_mux> open_udp(asio::io_context& io, const std::st
 }
 
 }  // namespace
+
+crust::result<std::vector<asio::ip::udp::endpoint>> parse_servers(
+    const std::vector<std::string>& in) {
+  std::vector<asio::ip::udp::endpoint> out;
+  for (const auto& s : in) {
+    auto ep = transport::parse_endpoint(s);
+    if (!ep) {
+      std::cerr << "crust-node: \"" << s << "\" is not ip:port\n";
+      return ep.error();
+    }
+    out.emplace_back(ep->address(), ep->port());
+  }
+  return out;
+}
 
 int cmd_nat(const options& opt, const std::vector<std::string>& servers, int local_port) {
   auto targets = parse_servers(servers);
