@@ -10,6 +10,7 @@ packages=(
   libminiupnpc-dev libnatpmp-dev doctest-dev libcli11-dev
   python3-dissononce python3-cryptography coturn stun-server
   iproute2 util-linux nftables iputils-ping
+  miniupnpd miniupnpd-nftables miniupnpc natpmpc
 )
 
 missing=()

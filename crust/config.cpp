@@ -191,6 +191,38 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.number(v, key, c.service_discovery_port, 1, 65535);
     } else if (key == "enable_port_mapping") {
       r.boolean(v, key, c.enable_port_mapping);
+    } else if (key == "port_mapping_methods") {
+      if (!v.is_array()) {
+        r.set("\"port_mapping_methods\" must be an array of \"pcp\", \"natpmp\", \"upnp\"");
+      } else {
+        c.port_mapping_methods.clear();
+        for (const auto& m : v.as_array()) {
+          const bool known =
+              m.is_string() &&
+              (m.as_string() == "pcp" || m.as_string() == "natpmp" || m.as_string() == "upnp");
+          if (!known) {
+            r.set("\"port_mapping_methods\" may hold only \"pcp\", \"natpmp\" and \"upnp\", not " +
+                  json::serialize(m));
+            break;
+          }
+          c.port_mapping_methods.emplace_back(m.as_string());
+        }
+      }
+    } else if (key == "port_mapping_gateway") {
+      if (v.is_null()) {
+        c.port_mapping_gateway.reset();
+      } else {
+        std::string text;
+        r.string(v, key, text);
+        error_code ec;
+        auto a = boost::asio::ip::make_address(text, ec);
+        if (!r.err && ec) r.set("\"port_mapping_gateway\" is not an IP address: \"" + text + "\"");
+        if (!r.err) c.port_mapping_gateway = a;
+      }
+    } else if (key == "port_mapping_lifetime_s") {
+      std::uint64_t sec = 0;
+      r.number(v, key, sec, 120, 86400);
+      if (!r.err) c.port_mapping_lifetime = seconds(sec);
     } else if (key == "bootstrap_cache_path") {
       r.string(v, key, c.bootstrap_cache_path);
     } else if (key == "bootstrap_cache_size") {
@@ -262,6 +294,13 @@ std::string config::to_json() const {
   o["service_discovery_port"] = service_discovery_port;
   o["lan_discovery_window_ms"] = ms(lan_discovery_window);
   o["enable_port_mapping"] = enable_port_mapping;
+  json::array methods;
+  for (const auto& m : port_mapping_methods) methods.push_back(json::string(m));
+  o["port_mapping_methods"] = std::move(methods);
+  o["port_mapping_gateway"] =
+      port_mapping_gateway ? json::value(port_mapping_gateway->to_string()) : json::value(nullptr);
+  o["port_mapping_lifetime_s"] =
+      std::chrono::duration_cast<std::chrono::seconds>(port_mapping_lifetime).count();
   o["bootstrap_cache_path"] = bootstrap_cache_path;
   o["bootstrap_cache_size"] = bootstrap_cache_size;
   o["bootstrap_cache_per_group"] = bootstrap_cache_per_group;

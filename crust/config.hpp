@@ -50,8 +50,14 @@ struct config {
   bool enable_lan_discovery = true;                   // answer and send LAN beacons
   std::uint16_t service_discovery_port = 5484;        // the LAN beacon's UDP port
   duration lan_discovery_window = milliseconds(500);  // how long bootstrap listens for answers
-  bool enable_port_mapping = true;                    // IGD/NAT-PMP/PCP; not built yet
-  std::string bootstrap_cache_path;                   // "": the cache lives in memory only
+  // Port mapping on the gateway for the TCP listener and the UDP socket
+  // (nat/port_mapper.hpp): tried in this order, renewed, removed at stop.
+  // Nothing is asked for a node that listens on loopback.
+  bool enable_port_mapping = true;
+  std::vector<std::string> port_mapping_methods{"pcp", "natpmp", "upnp"};
+  std::optional<boost::asio::ip::address> port_mapping_gateway;  // absent: the default route's
+  duration port_mapping_lifetime = seconds(3600);                // asked for; renewed at half
+  std::string bootstrap_cache_path;  // "": the cache lives in memory only
   std::size_t bootstrap_cache_size = 200;
   std::size_t bootstrap_cache_per_group = 8;       // entries per IPv4 /16 or IPv6 /32
   std::size_t bootstrap_cache_per_source = 16;     // entries one informant may add

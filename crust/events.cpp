@@ -62,8 +62,32 @@ std::string describe(const event& e) {
               s += (i ? ", " : "") + c.candidates[i];
             return s + "), NAT " + c.nat;
           },
+          [](const events::port_mapping_changed& p) {
+            std::string s = "PortMapping " + std::string(events::to_string(p.kind)) + " " +
+                            p.protocol + " port " + std::to_string(p.internal_port);
+            if (!p.external.empty())
+              s += " -> " + p.external + " (" + p.method + ", " +
+                   (p.lifetime ? std::to_string(p.lifetime) + " s" : std::string("permanent")) +
+                   ")";
+            for (std::size_t i = 0; i < p.notes.size(); ++i) s += (i ? "; " : ": ") + p.notes[i];
+            return s;
+          },
       },
       e);
+}
+
+std::string_view events::to_string(port_mapping_changed::what w) noexcept {
+  switch (w) {
+    case port_mapping_changed::what::mapped:
+      return "mapped";
+    case port_mapping_changed::what::renewed:
+      return "renewed";
+    case port_mapping_changed::what::failed:
+      return "failed";
+    case port_mapping_changed::what::lost:
+      return "lost";
+  }
+  return "?";
 }
 
 bool verify_message_signature(const public_id& sender, const public_id& receiver, byte_span payload,

@@ -9,6 +9,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -95,6 +96,25 @@ struct connection_info_prepared {
   std::string nat;
   std::vector<std::string> notes;
 };
+// The gateway granted, renewed, refused or took back a port mapping for
+// the node's TCP listener or UDP socket (cfg.enable_port_mapping).
+struct port_mapping_changed {
+  enum class what : std::uint8_t {
+    mapped,   // granted (also again after a loss)
+    renewed,  // the lease was extended
+    failed,   // the first attempt gave nothing: `notes` say what each method answered
+    lost,     // a renewal failed; it is asked for again
+  };
+  what kind = what::mapped;
+  std::string protocol;  // "tcp" or "udp"
+  std::uint16_t internal_port = 0;
+  std::string
+      external;  // "198.51.100.7:40000" ("?:40000" if the gateway did not say); "" when failed
+  std::string method;          // "pcp", "natpmp" or "upnp"; "" when failed
+  std::uint32_t lifetime = 0;  // seconds granted; 0 for a permanent UPnP mapping
+  std::vector<std::string> notes;
+};
+std::string_view to_string(port_mapping_changed::what w) noexcept;
 // Messages dropped from a send queue under back-pressure.
 struct messages_dropped {
   public_id peer;
@@ -104,11 +124,12 @@ struct messages_dropped {
 };
 }  // namespace events
 
-using event = std::variant<events::new_message, events::bootstrap_accept, events::bootstrap_connect,
-                           events::bootstrap_failed, events::connect_success,
-                           events::connect_failure, events::listener_started,
-                           events::listener_failed, events::lost_peer, events::message_too_large,
-                           events::messages_dropped, events::connection_info_prepared>;
+using event =
+    std::variant<events::new_message, events::bootstrap_accept, events::bootstrap_connect,
+                 events::bootstrap_failed, events::connect_success, events::connect_failure,
+                 events::listener_started, events::listener_failed, events::lost_peer,
+                 events::message_too_large, events::messages_dropped,
+                 events::connection_info_prepared, events::port_mapping_changed>;
 
 // A one-line human description, for logs and the CLI.
 std::string describe(const event& e);

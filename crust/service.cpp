@@ -8,6 +8,7 @@
 #include "crust/base/race.hpp"
 #include "crust/base/task_group.hpp"
 #include "crust/detail/connection.hpp"
+#include "nat/port_mapper.hpp"
 #include "nat/stun_agent.hpp"
 #include "transports/tcp.hpp"
 #include "transports/udp.hpp"
@@ -74,6 +75,8 @@ class service::impl final : public detail::connection_owner,
         id_(std::move(id)),
         tasks_(ex_),
         udp_tasks_(ex_),
+        mapping_tasks_(ex_),
+        mapping_settled_(ex_),
         event_ready_(ex_),
         event_space_(ex_),
         registered_(ex_),
@@ -179,7 +182,86 @@ class service::impl final : public detail::connection_owner,
     spawn(accept_loop(), "accept loop");
     if (cfg_.enable_utp) start_utp(addr);
     if (cfg_.enable_lan_discovery) start_beacon();
+    if (cfg_.enable_port_mapping) start_port_mapping(addr);
     co_return bound;
+  }
+
+  // --- port mapping on the gateway (nat/port_mapper.hpp) ---
+  // The TCP listener's and the UDP socket's ports, each kept mapped in the
+  // background (renewed at half the lease, asked for again when lost) and
+  // removed by stop(). A node on loopback has nothing to map.
+  void start_port_mapping(const asio::ip::address& bound) {
+    if (bound.is_loopback()) return;
+    nat::mapping_options o;
+    o.gateway = cfg_.port_mapping_gateway;
+    o.methods.clear();
+    for (const auto& m : cfg_.port_mapping_methods)
+      if (auto method = nat::parse_mapping_method(m)) o.methods.push_back(*method);
+    o.lifetime = static_cast<std::uint32_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(cfg_.port_mapping_lifetime).count());
+    if (o.methods.empty()) return;
+    mapper_ = nat::port_mapper::create(ex_, std::move(o));
+    const auto internal =
+        bound.is_unspecified() ? asio::ip::address() : transport::canonical(bound);
+    std::vector<nat::mapping_request> wanted;
+    if (auto tcp = local_endpoint())
+      wanted.push_back({nat::pmp::protocol::tcp, internal, tcp->port(), 0});
+    if (auto udp = local_udp_endpoint())
+      wanted.push_back({nat::pmp::protocol::udp, internal, udp->port(), 0});
+    auto self = shared_from_this();
+    for (const auto& r : wanted) {
+      ++mappings_unsettled_;
+      mapping_tasks_.spawn(keep_mapped(r), "port mapping", self);
+    }
+  }
+
+  asio::awaitable<void> keep_mapped(nat::mapping_request r) {
+    auto mapper = mapper_;
+    bool settled = false;
+    auto settle = [&] {
+      if (settled) return;
+      settled = true;
+      --mappings_unsettled_;
+      mapping_settled_.notify();
+    };
+    co_await mapper->maintain(r, [&](const nat::mapping_change& c) {
+      settle();
+      events::port_mapping_changed ev;
+      ev.kind = static_cast<events::port_mapping_changed::what>(c.kind);
+      ev.protocol = std::string(nat::pmp::to_string(r.protocol));
+      ev.internal_port = r.internal_port;
+      if (c.mapping && c.kind != nat::mapping_change::what::failed) {
+        const auto& m = *c.mapping;
+        ev.external = m.external_address.is_unspecified()
+                          ? "?:" + std::to_string(m.external_port)
+                          : transport::to_string({m.external_address, m.external_port});
+        ev.method = std::string(nat::to_string(m.method));
+        ev.lifetime = m.lifetime;
+      }
+      ev.notes = c.notes;
+      if (c.kind == nat::mapping_change::what::renewed)
+        CRUST_LOG(debug, "service", describe(event{ev}));
+      else
+        CRUST_LOG(info, "service", describe(event{ev}));
+      post_event(std::move(ev));
+    });
+    settle();
+  }
+
+  // Waits (at most `bound`) until every port mapping has had its first
+  // answer, so a connection info made at start-up has its mapped candidates.
+  asio::awaitable<void> mappings_settled(duration bound) {
+    using namespace asio::experimental::awaitable_operators;
+    timer t(ex_, clock::now() + bound);
+    while (mappings_unsettled_ > 0 && clock::now() < t.expiry() && !stopping_) {
+      co_await (mapping_settled_.wait() || t.async_wait(asio::as_tuple(asio::use_awaitable)));
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled) co_return;
+    }
+  }
+
+  std::vector<nat::port_mapping> port_mappings() const {
+    return mapper_ ? mapper_->active() : std::vector<nat::port_mapping>{};
   }
 
   // --- the LAN beacon (bootstrap/lan.hpp moves the bytes) ---
@@ -772,6 +854,8 @@ class service::impl final : public detail::connection_owner,
     for (auto& [id, conn] : peers_) conn->abort();
     tasks_.cancel_all();
     co_await tasks_.wait_all();
+    co_await mapping_tasks_.wait_all();
+    if (mapper_) co_await mapper_->release_all(grace);
     // The UDP side last: closing µTP connections needed it running.
     stop_udp();
     co_await udp_tasks_.wait_all();
@@ -851,6 +935,22 @@ class service::impl final : public detail::connection_owner,
       if (ep)
         for (const auto& a : host_addresses(ep->address()))
           cands.push_back({t, nat::candidate_kind::host, a, ep->port()});
+
+    // Mapped candidates: what the gateway granted (waiting briefly for a
+    // first answer when the node has just started).
+    co_await mappings_settled(seconds(5));
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+    for (const auto& m : port_mappings()) {
+      if (m.external_address.is_unspecified()) continue;
+      const auto t = m.protocol == nat::pmp::protocol::tcp ? nat::candidate_transport::tcp
+                                                           : nat::candidate_transport::udp;
+      const nat::candidate c{t, nat::candidate_kind::mapped,
+                             transport::canonical(m.external_address), m.external_port};
+      if (std::none_of(cands.begin(), cands.end(), [&](const nat::candidate& h) {
+            return h.transport == c.transport && h.address == c.address && h.port == c.port;
+          }))
+        cands.push_back(c);
+    }
 
     auto servers = o.stun_servers;
     std::size_t from_peers = 0;
@@ -1168,6 +1268,9 @@ class service::impl final : public detail::connection_owner,
     }
     if (beacon_) beacon_->close();
     if (utp_) utp_->listen(false);
+    // Renewals stop; stop() then deletes the mappings on the gateway (a
+    // service destroyed without stop() leaves them to expire).
+    mapping_tasks_.cancel_all();
     event_ready_.notify();
     event_space_.notify();
   }
@@ -1182,6 +1285,10 @@ class service::impl final : public detail::connection_owner,
   std::shared_ptr<nat::stun_agent> stun_;
   std::vector<std::shared_ptr<punch_run>> punches_;  // punches in progress
   task_group udp_tasks_;  // the socket, µTP's timers and accepts: stopped after the connections
+  std::shared_ptr<nat::port_mapper> mapper_;  // when port mapping is on
+  task_group mapping_tasks_;                  // keep_mapped(), one per port
+  std::size_t mappings_unsettled_ = 0;        // without their first answer yet
+  notifier mapping_settled_;
   std::map<public_id, std::shared_ptr<connection>> peers_;
   std::deque<event> events_;
   std::size_t queued_messages_ = 0;
@@ -1297,6 +1404,10 @@ std::optional<service::endpoint> service::local_endpoint() const {
 std::optional<service::endpoint> service::local_udp_endpoint() const {
   return impl_->local_udp_endpoint();
 }
+std::vector<nat::port_mapping> service::port_mappings() const {
+  return impl_->port_mappings();
+}
+
 asio::awaitable<nat::nat_report> service::discover_nat(nat::discover_options o) {
   return impl_->discover_nat(std::move(o));
 }

@@ -12,6 +12,7 @@
 #include "crust/secure/identity.hpp"
 #include "nat/connection_info.hpp"
 #include "nat/discover.hpp"
+#include "nat/port_mapper.hpp"
 #include "nat/punch.hpp"
 #include "nat/stun_agent.hpp"
 
@@ -202,6 +203,11 @@ class service {
   // nat::stun_agent::binding.
   boost::asio::awaitable<result<nat::binding_result>> reflexive_address(
       boost::asio::ip::udp::endpoint server, nat::stun::retransmission r = {});
+  // The port mappings the gateway granted for the TCP listener and the UDP
+  // socket (cfg.enable_port_mapping; PortMapping events say what changed,
+  // and why none was granted). Empty before start() and after stop(),
+  // which deletes them on the gateway.
+  std::vector<nat::port_mapping> port_mappings() const;
   // The NAT in front of the node's UDP socket, from what `o.observers` see
   // (nat/discover.hpp says what is tested). Never fails: a node without a
   // UDP socket gets a report whose every behaviour is unknown, with a note.
@@ -213,10 +219,11 @@ class service {
   // and the UDP socket's reflexive endpoints from `o`'s STUN servers
   // (discovery's external endpoints, less those equal to a host one).
   // Without a server there is no reflexive candidate, and the event's
-  // notes say so. Each call makes a new info (punch key, nonce).
-  // Mapped candidates arrive with port mapping, TCP reflexive ones with
-  // STUN over TCP: neither is built. Emits ConnectionInfoPrepared. Errors:
-  // not_connected (not started), shutting_down, cancelled.
+  // notes say so. Mapped candidates are the external endpoints of the
+  // port mappings held (waiting at most 5 s for the gateway's first
+  // answer after start). Each call makes a new info (punch key, nonce).
+  // TCP reflexive candidates need STUN over TCP, which is not built. Emits ConnectionInfoPrepared.
+  // Errors: not_connected (not started), shutting_down, cancelled.
   boost::asio::awaitable<result<nat::private_connection_info>> prepare_connection_info(
       prepare_options o = {});
   const identity& id() const;

@@ -85,6 +85,13 @@ void print_event(const options& opt, const event& ev) {
     o["bytes"] = m->payload.size();
     o["signed"] = m->signature.has_value();
   }
+  if (auto* p = std::get_if<events::port_mapping_changed>(&ev)) {
+    o["kind"] = events::to_string(p->kind);
+    o["protocol"] = p->protocol;
+    o["internal_port"] = p->internal_port;
+    o["external"] = p->external;
+    o["method"] = p->method;
+  }
   std::cout << json::serialize(o) << std::endl;
 }
 
@@ -190,6 +197,7 @@ bool load(const options& opt, config& cfg, std::optional<identity>& id) {
   }
   if (!opt.network.empty()) cfg.network_name = opt.network;
   if (!opt.address.empty()) cfg.listen_address = opt.address;
+  if (opt.no_port_mapping) cfg.enable_port_mapping = false;
   if (opt.port >= 0) {
     if (opt.port > 65535) {
       std::cerr << "crust-node: --port must be 0 to 65535\n";
@@ -347,6 +355,7 @@ int cmd_bootstrap(const options& opt) {
   std::optional<identity> id;
   if (!load(opt, cfg, id)) return 1;
   default_cache_path(opt, cfg);
+  cfg.enable_port_mapping = false;  // one attempt, then gone: nothing to map
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     service svc(io.get_executor(), cfg, *id);
     auto ep = co_await start_or_say(svc);

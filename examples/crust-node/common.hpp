@@ -19,6 +19,7 @@ struct options {
   std::string address;      // overrides listen_address when set
   int port = -1;            // overrides tcp_acceptor_port when >= 0
   bool json = false;
+  bool no_port_mapping = false;  // overrides enable_port_mapping when set
   int verbose = 0;
 };
 
@@ -59,6 +60,15 @@ int cmd_chat(const options& opt, const std::string& endpoint, const std::string&
 int cmd_stun(const options& opt, const std::vector<std::string>& servers, int local_port);
 // nat OBSERVER...: the NAT in front of this host (nat/discover.hpp).
 int cmd_nat(const options& opt, const std::vector<std::string>& observers, int local_port);
+// portmap: ask the gateway for port mappings, hold them, delete them.
+struct portmap_args {
+  std::vector<int> tcp_ports, udp_ports;
+  std::vector<std::string> methods;  // empty: pcp, natpmp, upnp
+  std::string gateway;               // empty: the default route's
+  int lifetime = 3600;
+  double hold = 0;  // seconds to keep them (renewing); 0: map, report, delete
+};
+int cmd_portmap(const options& opt, const portmap_args& a);
 int cmd_demo(int nodes, const std::string& network, bool json);
 
 }  // namespace crust_node

@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
                     "address to listen on (default from config: 0.0.0.0)");
     sub->add_option("-p,--port", opt.port, "TCP port to listen on (0 = random)");
     sub->add_flag("--json", opt.json, "print JSON lines instead of text");
+    sub->add_flag("--no-port-mapping", opt.no_port_mapping,
+                  "ask the gateway for no port mapping (PCP, NAT-PMP, UPnP)");
   };
 
   auto* id = app.add_subcommand("id", "print this node's id and the peer key others dial it with");
@@ -146,6 +148,32 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   rendezvous->add_option("--message", rv.message, "send this, and wait for the peer's message");
 
+  portmap_args pm;
+  auto* portmap = app.add_subcommand(
+      "portmap",
+      "ask the gateway for port mappings (PCP, NAT-PMP, UPnP-IGD, in that order), print what "
+      "it granted or why not, hold them for a while (renewing) and delete them");
+  portmap->add_option("--tcp", pm.tcp_ports, "a TCP port to map (repeatable)")
+      ->check(CLI::Range(1, 65535));
+  portmap->add_option("--udp", pm.udp_ports, "a UDP port to map (repeatable)")
+      ->check(CLI::Range(1, 65535));
+  portmap->add_option("--method", pm.methods,
+                      "pcp, natpmp or upnp (repeatable; default all three)");
+  portmap->add_option("--gateway", pm.gateway,
+                      "the PCP/NAT-PMP gateway (default: the default route's)");
+  portmap->add_option("--lifetime", pm.lifetime, "lease asked for, seconds")
+      ->check(CLI::Range(120, 86400))
+      ->capture_default_str();
+  portmap
+      ->add_option("--hold", pm.hold,
+                   "keep the mappings this many seconds, renewing, then delete them (default: "
+                   "delete at once)")
+      ->check(CLI::Range(0.0, 86400.0));
+  portmap->add_option("-a,--address", opt.address,
+                      "the local address the mappings point at (default: the one facing the "
+                      "gateway)");
+  portmap->add_flag("--json", opt.json, "print JSON lines instead of text");
+
   int nodes = 5;
   std::string demo_network = "crust-demo";
   bool demo_json = false;
@@ -183,6 +211,7 @@ int main(int argc, char** argv) {
     if (*chat) return cmd_chat(opt, endpoint, peer);
     if (*stun) return cmd_stun(opt, stun_servers, stun_port);
     if (*nat_cmd) return cmd_nat(opt, stun_servers, stun_port);
+    if (*portmap) return cmd_portmap(opt, pm);
     if (*demo) return cmd_demo(nodes, demo_network, demo_json);
   } catch (const std::exception& e) {
     std::cerr << "crust-node: internal error: " << e.what() << "\n";

@@ -46,6 +46,9 @@ inline config loopback_config() {
   // Tests that want the LAN beacon turn it on, on a port of their own, so
   // nodes of concurrent tests never answer each other.
   c.enable_lan_discovery = false;
+  // No gateway is ever asked from a test on the host (port mapping has
+  // its own tests against a gateway of their own).
+  c.enable_port_mapping = false;
   return c;
 }
 

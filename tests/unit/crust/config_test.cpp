@@ -59,7 +59,12 @@ TEST_CASE("config: errors name the key and the file") {
             "\"whitelisted_node_ips[1]\" is not an IP address"},
         bad{R"({"whitelisted_client_ips": "10.0.0.1"})", "array of IP addresses or null"},
         bad{R"({"bootstrap_cache_size": 0})", "between 1 and"},
-        bad{R"({"service_discovery_port": 0})", "between 1 and 65535"}, bad{"[1]", "top level"},
+        bad{R"({"service_discovery_port": 0})", "between 1 and 65535"},
+        bad{R"({"port_mapping_methods": ["pcp", "igd"]})", "not \"igd\""},
+        bad{R"({"port_mapping_methods": "pcp"})", "must be an array"},
+        bad{R"({"port_mapping_gateway": "router"})", "\"port_mapping_gateway\" is not an IP"},
+        bad{R"({"port_mapping_lifetime_s": 10})", "between 120 and 86400"},
+        bad{"[1]", "top level"},
         bad{"{", "not valid JSON"}}) {
     CAPTURE(b.text);
     auto c = config::parse(b.text, "node.json");
@@ -91,6 +96,25 @@ TEST_CASE("config: bootstrap and admission keys") {
   auto again = config::parse(d->to_json());
   REQUIRE(again);
   CHECK(again->to_json() == d->to_json());
+}
+
+TEST_CASE("config: port mapping keys") {
+  auto c = config::parse("{}");
+  REQUIRE(c);
+  CHECK(c->enable_port_mapping);
+  CHECK(c->port_mapping_methods == std::vector<std::string>{"pcp", "natpmp", "upnp"});
+  CHECK_FALSE(c->port_mapping_gateway);
+  CHECK(c->port_mapping_lifetime == seconds(3600));
+  auto d = config::parse(R"({"port_mapping_methods": ["upnp"], "port_mapping_gateway": "198.19.1.1",
+    "port_mapping_lifetime_s": 600})");
+  REQUIRE_MESSAGE(d, d.error().message);
+  CHECK(d->port_mapping_methods == std::vector<std::string>{"upnp"});
+  CHECK(d->port_mapping_gateway == boost::asio::ip::make_address("198.19.1.1"));
+  CHECK(d->port_mapping_lifetime == seconds(600));
+  auto again = config::parse(d->to_json());
+  REQUIRE(again);
+  CHECK(again->to_json() == d->to_json());
+  CHECK(d->changed_keys(*c).size() == 3);
 }
 
 TEST_CASE("config: a missing file is a clear error") {
