@@ -9,7 +9,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libssl-dev
   libminiupnpc-dev libnatpmp-dev doctest-dev libcli11-dev
   python3-dissononce python3-cryptography coturn stun-server
-  iproute2 util-linux nftables iputils-ping
+  iproute2 util-linux nftables conntrack iputils-ping
   miniupnpd miniupnpd-nftables miniupnpc natpmpc
 )
 

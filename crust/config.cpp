@@ -223,6 +223,36 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       std::uint64_t sec = 0;
       r.number(v, key, sec, 120, 86400);
       if (!r.err) c.port_mapping_lifetime = seconds(sec);
+    } else if (key == "stun_servers") {
+      if (!v.is_array()) {
+        r.set("\"stun_servers\" must be an array of \"ip:port\" strings");
+      } else {
+        c.stun_servers.clear();
+        std::size_t i = 0;
+        for (const auto& e : v.as_array()) {
+          std::string where = "stun_servers[" + std::to_string(i++) + "]";
+          std::string text;
+          r.string(e, where, text);
+          if (!r.err && !transport::parse_endpoint(text)) {
+            std::string why = "\"";
+            why += where;
+            why += "\" is not an ip:port endpoint: \"";
+            why += text;
+            why += "\"";
+            r.set(why);
+          }
+          if (r.err) break;
+          c.stun_servers.push_back(std::move(text));
+        }
+      }
+    } else if (key == "enable_relay") {
+      r.boolean(v, key, c.enable_relay);
+    } else if (key == "relay_max_circuits") {
+      r.number(v, key, c.relay_max_circuits, 0, 100000);
+    } else if (key == "relay_circuits_per_peer") {
+      r.number(v, key, c.relay_circuits_per_peer, 0, 100000);
+    } else if (key == "relay_circuit_bytes") {
+      r.number(v, key, c.relay_circuit_bytes, 0, 1ull << 50);
     } else if (key == "bootstrap_cache_path") {
       r.string(v, key, c.bootstrap_cache_path);
     } else if (key == "bootstrap_cache_size") {
@@ -301,6 +331,13 @@ std::string config::to_json() const {
       port_mapping_gateway ? json::value(port_mapping_gateway->to_string()) : json::value(nullptr);
   o["port_mapping_lifetime_s"] =
       std::chrono::duration_cast<std::chrono::seconds>(port_mapping_lifetime).count();
+  json::array stun;
+  for (const auto& e : stun_servers) stun.push_back(json::string(e));
+  o["stun_servers"] = std::move(stun);
+  o["enable_relay"] = enable_relay;
+  o["relay_max_circuits"] = relay_max_circuits;
+  o["relay_circuits_per_peer"] = relay_circuits_per_peer;
+  o["relay_circuit_bytes"] = relay_circuit_bytes;
   o["bootstrap_cache_path"] = bootstrap_cache_path;
   o["bootstrap_cache_size"] = bootstrap_cache_size;
   o["bootstrap_cache_per_group"] = bootstrap_cache_per_group;

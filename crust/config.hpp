@@ -57,7 +57,17 @@ struct config {
   std::vector<std::string> port_mapping_methods{"pcp", "natpmp", "upnp"};
   std::optional<boost::asio::ip::address> port_mapping_gateway;  // absent: the default route's
   duration port_mapping_lifetime = seconds(3600);                // asked for; renewed at half
-  std::string bootstrap_cache_path;  // "": the cache lives in memory only
+  // STUN servers ("ip:port"; any RFC 8489 server, or Crust nodes) that
+  // prepare_connection_info asks besides connected peers.
+  std::vector<std::string> stun_servers;
+  // Serving as the mutual peer of two others (nat/relay.hpp): passing
+  // their introductions on, and relaying circuits between them, within
+  // these limits. Live.
+  bool enable_relay = true;
+  std::size_t relay_max_circuits = 64;               // open at once
+  std::size_t relay_circuits_per_peer = 8;           // opened by, or to, one peer
+  std::uint64_t relay_circuit_bytes = 256ull << 20;  // both ways, over a circuit's life
+  std::string bootstrap_cache_path;                  // "": the cache lives in memory only
   std::size_t bootstrap_cache_size = 200;
   std::size_t bootstrap_cache_per_group = 8;       // entries per IPv4 /16 or IPv6 /32
   std::size_t bootstrap_cache_per_source = 16;     // entries one informant may add

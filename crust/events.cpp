@@ -14,7 +14,8 @@ overloaded(F...) -> overloaded<F...>;
 
 std::string who(const peer_info& p) {
   return p.id.short_string() + " (" + to_string(p.role) + ", " + transport::to_string(p.transport) +
-         " " + p.remote + ")";
+         " " + p.remote +
+         (p.path == path_kind::direct ? "" : std::string(", ") + to_string(p.path)) + ")";
 }
 }  // namespace
 
@@ -74,6 +75,20 @@ std::string describe(const event& e) {
           },
       },
       e);
+}
+
+const char* to_string(path_kind p) noexcept {
+  switch (p) {
+    case path_kind::direct:
+      return "direct";
+    case path_kind::punched:
+      return "punched";
+    case path_kind::mapped:
+      return "mapped";
+    case path_kind::relayed:
+      return "relayed";
+  }
+  return "?";
 }
 
 std::string_view events::to_string(port_mapping_changed::what w) noexcept {

@@ -15,6 +15,15 @@
 
 namespace crust {
 
+// How a connection reaches its peer.
+enum class path_kind : std::uint8_t {
+  direct,   // to an address the peer listens on (its host candidate, or a plain dial)
+  punched,  // through NATs, by hole punching (UDP) or to a reflexive endpoint
+  mapped,   // to a port mapping on the peer's gateway (UPnP-IGD, NAT-PMP, PCP)
+  relayed,  // through a circuit at a mutual peer
+};
+const char* to_string(path_kind p) noexcept;
+
 struct peer_info {
   public_id id;
   peer_key key;
@@ -25,7 +34,11 @@ struct peer_info {
   bool address_only = false;         // Noise XX (the dialler did not know the key)
   node_role role = node_role::node;  // the dialler's word; a peer we dialled is a node
   duration handshake_time{};         // from the first handshake byte to the keys
-  std::string connection_id;         // same on both ends: a prefix of the handshake hash
+  path_kind path = path_kind::direct;
+  // For connections this end set up (connect, rendezvous, connect_through):
+  // from the call to the admitted connection. Zero for plain inbound ones.
+  duration connect_time{};
+  std::string connection_id;  // same on both ends: a prefix of the handshake hash
 };
 
 struct peer_stats {

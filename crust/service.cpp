@@ -8,8 +8,11 @@
 #include "crust/base/race.hpp"
 #include "crust/base/task_group.hpp"
 #include "crust/detail/connection.hpp"
+#include "crust/detail/relay_agent.hpp"
 #include "nat/port_mapper.hpp"
 #include "nat/stun_agent.hpp"
+#include "nat/tcp_stun.hpp"
+#include "transports/stream_io.hpp"
 #include "transports/tcp.hpp"
 #include "transports/udp.hpp"
 #include "transports/utp/manager.hpp"
@@ -28,6 +31,8 @@ namespace crust {
 
 namespace asio = boost::asio;
 using detail::connection;
+using transport::read_exact;
+using transport::write_all;
 
 namespace {
 constexpr auto replacement_wait = seconds(2);
@@ -57,16 +62,18 @@ bool listed(const std::optional<std::vector<asio::ip::address>>& list,
 
 // The keys reload() applies to a running node.
 const std::set<std::string, std::less<>> live_keys = {
-    "whitelisted_node_ips",        "whitelisted_client_ips", "accept_bootstrap",
-    "hard_coded_contacts",         "bootstrap_timeout_ms",   "bootstrap_concurrency",
-    "bootstrap_stagger_ms",        "bootstrap_cache_size",   "bootstrap_cache_per_group",
-    "bootstrap_cache_per_source",  "bootstrap_cache_ttl_s",  "lan_discovery_window_ms",
-    "external_reachability_check", "enable_stun_server",
+    "whitelisted_node_ips",        "whitelisted_client_ips",  "accept_bootstrap",
+    "hard_coded_contacts",         "bootstrap_timeout_ms",    "bootstrap_concurrency",
+    "bootstrap_stagger_ms",        "bootstrap_cache_size",    "bootstrap_cache_per_group",
+    "bootstrap_cache_per_source",  "bootstrap_cache_ttl_s",   "lan_discovery_window_ms",
+    "external_reachability_check", "enable_stun_server",      "enable_relay",
+    "relay_max_circuits",          "relay_circuits_per_peer", "relay_circuit_bytes",
 };
 
 }  // namespace
 
 class service::impl final : public detail::connection_owner,
+                            public detail::relay_host,
                             public std::enable_shared_from_this<service::impl> {
  public:
   impl(asio::any_io_executor ex, config cfg, identity id)
@@ -80,7 +87,8 @@ class service::impl final : public detail::connection_owner,
         event_ready_(ex_),
         event_space_(ex_),
         registered_(ex_),
-        cache_(cache_limits_of(cfg_)) {}
+        cache_(cache_limits_of(cfg_)),
+        relay_(std::make_unique<detail::relay_agent>(ex_, *this, cfg_, id_.id())) {}
 
   // --- connection_owner ---
   asio::awaitable<void> deliver(event ev, bool is_message) override {
@@ -128,6 +136,65 @@ class service::impl final : public detail::connection_owner,
       return std::string("not whitelisted as a ") + to_string(hello.role);
     if (hello.bootstrap && !cfg_.accept_bootstrap) return "not accepting bootstrap connections";
     return std::nullopt;
+  }
+
+  void on_relay(const std::shared_ptr<connection>& conn, bytes body) override {
+    // Only the registered connection speaks for its peer.
+    auto it = peers_.find(conn->info().id);
+    if (it == peers_.end() || it->second != conn || stopping_) return;
+    relay_->on_record(conn->info().id, body);
+  }
+
+  // --- relay_host (crust/detail/relay_agent.hpp) ---
+  bool send_relay(const public_id& to, bytes record) override {
+    auto it = peers_.find(to);
+    return it != peers_.end() && it->second->send_control(std::move(record));
+  }
+  std::optional<peer_info> peer(const public_id& id, bool direct_only) const override {
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return std::nullopt;
+    if (direct_only && it->second->info().path == path_kind::relayed) return std::nullopt;
+    return it->second->info();
+  }
+  void accept_relayed(transport::stream s) override {
+    if (stopping_) return;
+    take_inbound(std::move(s));
+  }
+  asio::awaitable<result<peer_info>> dial_relayed(transport::stream s, std::optional<peer_key> key,
+                                                  public_id via) override {
+    auto self = shared_from_this();
+    auto r = co_await establish(std::move(s), key, false, "relay via " + via.short_string(),
+                                clock::now(), std::nullopt, transport::kind::relay);
+    co_return r;
+  }
+  asio::awaitable<result<nat::private_connection_info>> prepare_info() override {
+    auto self = shared_from_this();
+    auto r = co_await prepare_connection_info(prepare_options{});
+    co_return r;
+  }
+  std::optional<peer_info> set_connect_time(const public_id& id, duration took) override {
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return std::nullopt;
+    it->second->set_path(it->second->info().path, took);
+    return it->second->info();
+  }
+  bool refused(const public_id& id) const override { return banned_ids_.contains(id); }
+  bool stopping() const override { return stopping_; }
+  std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
+
+  // The registered connection to `id` unless it is relayed.
+  std::shared_ptr<connection> direct_peer(const public_id& id) const {
+    auto it = peers_.find(id);
+    if (it == peers_.end() || it->second->info().path == path_kind::relayed) return nullptr;
+    return it->second;
+  }
+
+  asio::awaitable<result<peer_info>> connect_through(public_id via, public_id target,
+                                                     introduction_options o) {
+    auto self = shared_from_this();
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+    auto r = co_await relay_->connect_through(via, target, std::move(o));
+    co_return r;
   }
 
   // The external-reachability check: a TCP connect to where the peer says
@@ -400,14 +467,24 @@ class service::impl final : public detail::connection_owner,
     co_return transport::stream(std::move(*s));
   }
 
-  asio::awaitable<void> inbound(transport::stream s) {
+  // An accepted stream: the responder's handshake, then run_connection.
+  // `sorted`: a TCP stream's first bytes were already looked at.
+  asio::awaitable<void> inbound(transport::stream s, bool sorted = false) {
     const auto ticket = next_ticket_++;
     pending_.emplace(ticket, &s);  // s lives in this frame until it returns
     const auto t0 = clock::now();
+    const auto deadline = t0 + cfg_.handshake_timeout;
     std::string from = s.remote_description();
+    if (!sorted && s.transport() == transport::kind::tcp) {
+      auto opening = co_await sort_tcp(s, ticket, deadline);
+      if (opening != tcp_opening::noise) {
+        pending_.erase(ticket);
+        co_return;
+      }
+    }
     auto machine = secure::handshake::responder(id_, cfg_.network_name, cfg_.accept_address_only);
     auto op = secure::run_handshake(s, std::move(machine));
-    auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
+    auto hs = co_await with_timeout(std::move(op), time_left(deadline));
     pending_.erase(ticket);  // a no-op if it was evicted
     if (!hs) {
       CRUST_LOG(info, "service",
@@ -421,6 +498,149 @@ class service::impl final : public detail::connection_owner,
     co_await run_connection(conn);
   }
 
+  static duration time_left(time_point deadline) {
+    return std::max(deadline - clock::now(), duration::zero());
+  }
+
+  // --- what an accepted TCP connection starts with ---
+  // Its first 20 bytes: a STUN Binding request over TCP (nat/tcp_stun.hpp:
+  // answered, then closed), the preamble of a TCP simultaneous open (sorted
+  // out by ids, below), or a Noise handshake (the bytes go back for it).
+  enum class tcp_opening { noise, handled, failed };
+  asio::awaitable<tcp_opening> sort_tcp(transport::stream& s, std::uint64_t ticket,
+                                        time_point deadline) {
+    bytes head(nat::stun::header_size);
+    auto got = co_await with_timeout(read_exact(s, head), time_left(deadline));
+    if (!got) {
+      CRUST_LOG(debug, "service",
+                "inbound connection from " << s.remote_description()
+                                           << " ended early: " << got.error().message());
+      co_return tcp_opening::failed;
+    }
+    if (nat::is_tcp_binding_head(head)) {
+      auto from = s.tcp_remote_endpoint();
+      if (!cfg_.enable_stun_server || !from) co_return tcp_opening::failed;
+      auto r = co_await nat::serve_tcp_binding(s, std::move(head), *from, time_left(deadline));
+      if (!r)
+        CRUST_LOG(
+            debug, "service",
+            "STUN over TCP from " << transport::to_string(*from) << ": " << r.error().message());
+      s.close();
+      co_return tcp_opening::handled;
+    }
+    if (std::equal(so_magic.begin(), so_magic.end(), head.begin())) {
+      // The rest of the peer's preamble, then ours.
+      head.resize(so_preamble_size);
+      auto rest = co_await with_timeout(
+          read_exact(s, mutable_byte_span(head).subspan(nat::stun::header_size)),
+          time_left(deadline));
+      if (!rest) co_return tcp_opening::failed;
+      public_id them{};
+      std::copy_n(head.begin() + so_magic.size(), them.key.size(), them.key.begin());
+      const auto ours = so_preamble();
+      auto sent = co_await with_timeout(write_all(s, ours), time_left(deadline));
+      if (!sent) co_return tcp_opening::failed;
+      if (!we_control(them))
+        co_return tcp_opening::noise;  // preamble consumed: the handshake follows
+      // We run the initiator: with the key if a rendezvous knows it.
+      pending_.erase(ticket);
+      std::optional<peer_key> key;
+      if (auto it = rendezvous_keys_.find(them); it != rendezvous_keys_.end()) key = it->second;
+      spawn(initiate_on(std::move(s), key), "simultaneous open");
+      co_return tcp_opening::handled;
+    }
+    s.unread(std::move(head));
+    co_return tcp_opening::noise;
+  }
+
+  asio::awaitable<void> initiate_on(transport::stream s, std::optional<peer_key> key) {
+    const std::string where = s.remote_description();
+    auto r = co_await establish(std::move(s), key, false, where, clock::now(), std::nullopt,
+                                transport::kind::tcp);
+    (void)r;  // reported by establish (events and the log)
+  }
+
+  // TCP simultaneous open's preamble: "CRUSTSO1" and the sender's id, from
+  // both ends (a tie-break only: the handshake that follows authenticates).
+  // The larger id runs the Noise initiator.
+  static constexpr std::string_view so_magic = "CRUSTSO1";
+  static constexpr std::size_t so_preamble_size = 8 + 32;
+  bytes so_preamble() const {
+    // Sized first: GCC 12 warns falsely (-Warray-bounds) on growing a small vector.
+    bytes b(so_preamble_size);
+    std::copy(so_magic.begin(), so_magic.end(), b.begin());
+    const auto me = id_.id();  // by value: one copy for both iterators
+    std::copy(me.key.begin(), me.key.end(), b.begin() + so_magic.size());
+    return b;
+  }
+  bool we_control(const public_id& them) const {
+    const auto me = id_.id();
+    return std::lexicographical_compare(them.key.begin(), them.key.end(), me.key.begin(),
+                                        me.key.end());
+  }
+
+  // One side of a TCP simultaneous open toward `to` (the peer's TCP
+  // reflexive endpoint), from our listening port, retried until `limit`:
+  // a SYN that finds no mapping yet is dropped, or refused by routers
+  // that answer with RST. On a connection, the preambles decide who runs
+  // the initiator; the other side's connection is registered through its
+  // inbound path, which this waits for.
+  asio::awaitable<result<peer_info>> simultaneous_open(endpoint to, peer_key key, duration limit) {
+    auto self = shared_from_this();
+    const auto local = local_endpoint();
+    if (!local) co_return make_error_code(asio::error::not_connected);
+    const auto started = clock::now();
+    const auto deadline = started + limit;
+    const std::string where = "simultaneous open with " + transport::to_string(to);
+    error_code last = make_error_code(errc::timed_out);
+    while (clock::now() < deadline && !stopping_) {
+      if (auto c = direct_peer(key.id)) co_return c->info();
+      auto dial = transport::tcp_dial_from(*local, to);
+      auto s = co_await with_timeout(std::move(dial),
+                                     std::min(time_left(deadline), duration(seconds(1))));
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled) co_return make_error_code(errc::cancelled);
+      if (!s) {
+        last = s.error();
+        if (s.error() != errc::timed_out) co_await pause(milliseconds(100));
+        continue;
+      }
+      const auto ours = so_preamble();
+      auto sent = co_await with_timeout(write_all(*s, ours), time_left(deadline));
+      bytes theirs(so_preamble_size);
+      result<void> got = make_error_code(errc::timed_out);
+      if (sent) got = co_await with_timeout(read_exact(*s, theirs), time_left(deadline));
+      if (!sent || !got || !std::equal(so_magic.begin(), so_magic.end(), theirs.begin()) ||
+          !std::equal(key.id.key.begin(), key.id.key.end(), theirs.begin() + so_magic.size())) {
+        last = make_error_code(errc::handshake_failed);
+        continue;  // not the peer's preamble: another try
+      }
+      if (we_control(key.id)) {
+        auto r = co_await establish(std::move(*s), key, false, where, started, std::nullopt,
+                                    transport::kind::tcp);
+        co_return r;
+      }
+      spawn(inbound(std::move(*s), true), "simultaneous open");
+      const auto until = clock::now() + cfg_.handshake_timeout;
+      while (!direct_peer(key.id) && clock::now() < until && !stopping_) {
+        using namespace asio::experimental::awaitable_operators;
+        timer t(ex_, until);
+        co_await (registered_.wait() || t.async_wait(asio::as_tuple(asio::use_awaitable)));
+        const bool c2 = co_await cancel_requested();
+        if (c2) co_return make_error_code(errc::cancelled);
+      }
+      if (auto c = direct_peer(key.id)) co_return c->info();
+      co_return make_error_code(errc::timed_out);
+    }
+    co_return stopping_ ? make_error_code(errc::shutting_down) : last;
+  }
+
+  static asio::awaitable<void> pause(duration d) {
+    timer t(co_await asio::this_coro::executor);
+    t.expires_after(d);
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+
   // --- dialling ---
   asio::awaitable<result<peer_info>> connect(endpoint to, std::optional<peer_key> key,
                                              bool for_bootstrap = false,
@@ -430,7 +650,8 @@ class service::impl final : public detail::connection_owner,
     if ((key && banned_ids_.contains(key->id)) || banned(to.address()))
       co_return make_error_code(errc::blacklisted);
     if (key) {
-      if (auto it = peers_.find(key->id); it != peers_.end()) co_return it->second->info();
+      // A relayed connection does not stop a dial: a direct one replaces it.
+      if (auto c = direct_peer(key->id)) co_return c->info();
       if (auto d = dialling_.find(key->id); d != dialling_.end()) {
         // Join the dial in flight: one connection per peer from this end.
         auto pending = d->second;
@@ -468,27 +689,44 @@ class service::impl final : public detail::connection_owner,
 
   asio::awaitable<result<peer_info>> dial(endpoint to, std::optional<peer_key> key,
                                           bool for_bootstrap, transport::kind via) {
-    const std::string where = transport::to_string(to);
-    auto fail = [&](error_code ec, std::string detail = {}) -> result<peer_info> {
-      std::optional<public_id> who;
-      if (key) who = key->id;
-      if (key && ec != errc::cancelled && ec != errc::shutting_down && ec != errc::blacklisted &&
-          cache_.record_failure(key->id, unix_now()))
-        save_cache();
-      CRUST_LOG(info, "service",
-                "connect to " << where << " failed: " << ec.message()
-                              << (detail.empty() ? "" : " - " + detail));
-      post_event(events::connect_failure{where, who, ec, std::move(detail)});
-      return ec;
-    };
+    const auto started = clock::now();
     auto attempt = open_stream(to, via);
     auto s = co_await with_timeout(std::move(attempt), cfg_.connect_timeout);
     const bool cancelled = co_await cancel_requested();
     if (cancelled) co_return make_error_code(errc::cancelled);
-    if (!s) co_return fail(s.error());
+    if (!s) co_return dial_failed(transport::to_string(to), key, s.error());
+    auto r = co_await establish(std::move(*s), key, for_bootstrap, transport::to_string(to),
+                                started, to, via);
+    co_return r;
+  }
+
+  result<peer_info> dial_failed(const std::string& where, const std::optional<peer_key>& key,
+                                error_code ec, std::string detail = {}) {
+    std::optional<public_id> who;
+    if (key) who = key->id;
+    if (key && ec != errc::cancelled && ec != errc::shutting_down && ec != errc::blacklisted &&
+        cache_.record_failure(key->id, unix_now()))
+      save_cache();
+    CRUST_LOG(info, "service",
+              "connect to " << where << " failed: " << ec.message()
+                            << (detail.empty() ? "" : " - " + detail));
+    post_event(events::connect_failure{where, who, ec, std::move(detail)});
+    return ec;
+  }
+
+  // The secure part of a dial over an open stream: the Noise handshake,
+  // hello, admission, registration. `to` is where the stream goes (for
+  // the cache; none for a relay circuit).
+  asio::awaitable<result<peer_info>> establish(transport::stream s, std::optional<peer_key> key,
+                                               bool for_bootstrap, std::string where,
+                                               time_point started, std::optional<endpoint> to,
+                                               transport::kind via) {
+    auto fail = [&](error_code ec, std::string detail = {}) -> result<peer_info> {
+      return dial_failed(where, key, ec, std::move(detail));
+    };
     const auto t0 = clock::now();
     auto machine = secure::handshake::initiator(id_, cfg_.network_name, key);
-    auto op = secure::run_handshake(*s, std::move(machine));
+    auto op = secure::run_handshake(s, std::move(machine));
     auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
     const bool cancelled_in_handshake = co_await cancel_requested();
     if (cancelled_in_handshake) co_return make_error_code(errc::cancelled);
@@ -498,7 +736,7 @@ class service::impl final : public detail::connection_owner,
     if (stopping_) co_return make_error_code(errc::shutting_down);
     const peer_key remote = hs->remote;
     auto conn =
-        std::make_shared<connection>(std::move(*s), std::move(*hs), cfg_, *this, clock::now() - t0);
+        std::make_shared<connection>(std::move(s), std::move(*hs), cfg_, *this, clock::now() - t0);
     const auto listening = local_endpoint();
     conn->send_hello(cfg_.role, for_bootstrap, listening ? listening->port() : 0);
     spawn(run_connection(conn), "connection");
@@ -508,10 +746,11 @@ class service::impl final : public detail::connection_owner,
     if (cancelled_in_admission) co_return make_error_code(errc::cancelled);
     if (!admission) co_return fail(admission.error(), conn->peer_close_detail());
     if (stopping_) co_return make_error_code(errc::shutting_down);
+    conn->set_path(conn->info().path, clock::now() - started);
     auto current = adopt(conn);
     // The cache holds TCP endpoints: a µTP dial's UDP port is not one.
-    if (via == transport::kind::tcp && !is_contact(to, remote.id) &&
-        cache_.record_success(remote, to, unix_now()))
+    if (to && via == transport::kind::tcp && !is_contact(*to, remote.id) &&
+        cache_.record_success(remote, *to, unix_now()))
       save_cache();
     post_event(events::connect_success{current->info()});
     co_return current->info();
@@ -642,6 +881,10 @@ class service::impl final : public detail::connection_owner,
   //   handshake does.
   // The loser is flushed and closed with reason "duplicate", so nothing sent
   // on it is lost.
+  // - a direct connection always replaces a relayed one (and a relayed one
+  //   never replaces a direct one), whoever dialled, as both ends see the
+  //   same transports; the new connection delivers nothing until the
+  //   relayed one has delivered what the peer sent on it before its close.
   std::shared_ptr<connection> adopt(const std::shared_ptr<connection>& conn) {
     const auto id = conn->info().id;
     auto it = peers_.find(id);
@@ -653,11 +896,17 @@ class service::impl final : public detail::connection_owner,
     auto initiator = [this](const connection& c) {
       return c.initiated_by_us() ? id_.id() : c.info().id;
     };
+    const bool new_relayed = conn->info().path == path_kind::relayed;
+    const bool old_relayed = it->second->info().path == path_kind::relayed;
     const auto mine = initiator(*conn), theirs = initiator(*it->second);
-    if (mine == theirs || mine > theirs) {
+    const bool replace =
+        new_relayed != old_relayed ? old_relayed : (mine == theirs || mine > theirs);
+    if (replace) {
       CRUST_LOG(debug, "service",
-                "duplicate connection to " << id.short_string() << ": keeping the new one");
+                "duplicate connection to " << id.short_string() << ": keeping the new one ("
+                                           << to_string(conn->info().path) << ")");
       it->second->close(close_reason::duplicate, "replaced");
+      conn->deliver_after(it->second);
       it->second = conn;
       registered_.notify();
       return conn;
@@ -688,6 +937,7 @@ class service::impl final : public detail::connection_owner,
       }
       if (peers_.contains(id) || stopping_) co_return;
     }
+    relay_->on_peer_gone(id);
     auto detail = conn->peer_close_detail();
     CRUST_LOG(info, "service",
               "lost peer " << id.short_string() << ": " << why.message()
@@ -715,6 +965,7 @@ class service::impl final : public detail::connection_owner,
     auto conn = it->second;
     peers_.erase(it);
     conn->close(close_reason::normal, "disconnect");
+    relay_->on_peer_gone(peer);
   }
 
   // --- admission ---
@@ -768,6 +1019,11 @@ class service::impl final : public detail::connection_owner,
     cfg_.external_reachability_check = next.external_reachability_check;
     cfg_.enable_stun_server = next.enable_stun_server;
     if (stun_) stun_->serve(cfg_.enable_stun_server);
+    cfg_.enable_relay = next.enable_relay;
+    cfg_.relay_max_circuits = next.relay_max_circuits;
+    cfg_.relay_circuits_per_peer = next.relay_circuits_per_peer;
+    cfg_.relay_circuit_bytes = next.relay_circuit_bytes;
+    relay_->reconfigure(cfg_);
     cache_.set_limits(cache_limits_of(cfg_));
     drop_contacts_from_cache();
     // Inbound peers the whitelists no longer allow.
@@ -846,6 +1102,7 @@ class service::impl final : public detail::connection_owner,
     }
     auto self = shared_from_this();
     begin_stop();
+    co_await relay_->stop();
     for (auto& [id, conn] : peers_) conn->close(close_reason::shutdown, "service stopping");
     using namespace asio::experimental::awaitable_operators;
     timer t(ex_);
@@ -873,6 +1130,7 @@ class service::impl final : public detail::connection_owner,
   // Immediate teardown, for a service destroyed without stop().
   void stop_now() {
     if (!stopping_) begin_stop();
+    relay_->stop_now();
     for (auto& [id, conn] : peers_) conn->abort();
     peers_.clear();
     tasks_.cancel_all();
@@ -936,23 +1194,12 @@ class service::impl final : public detail::connection_owner,
         for (const auto& a : host_addresses(ep->address()))
           cands.push_back({t, nat::candidate_kind::host, a, ep->port()});
 
-    // Mapped candidates: what the gateway granted (waiting briefly for a
-    // first answer when the node has just started).
-    co_await mappings_settled(seconds(5));
-    if (stopping_) co_return make_error_code(errc::shutting_down);
-    for (const auto& m : port_mappings()) {
-      if (m.external_address.is_unspecified()) continue;
-      const auto t = m.protocol == nat::pmp::protocol::tcp ? nat::candidate_transport::tcp
-                                                           : nat::candidate_transport::udp;
-      const nat::candidate c{t, nat::candidate_kind::mapped,
-                             transport::canonical(m.external_address), m.external_port};
-      if (std::none_of(cands.begin(), cands.end(), [&](const nat::candidate& h) {
-            return h.transport == c.transport && h.address == c.address && h.port == c.port;
-          }))
-        cands.push_back(c);
-    }
-
     auto servers = o.stun_servers;
+    for (const auto& text : cfg_.stun_servers)
+      if (auto e = transport::parse_endpoint(text)) {
+        const asio::ip::udp::endpoint u(e->address(), e->port());
+        if (std::find(servers.begin(), servers.end(), u) == servers.end()) servers.push_back(u);
+      }
     std::size_t from_peers = 0;
     for (const auto& [peer, c] : peers_) {
       if (from_peers == o.peer_servers) break;
@@ -994,6 +1241,58 @@ class service::impl final : public detail::connection_owner,
         notes.push_back("no STUN server answered (" + std::to_string(servers.size()) + " asked)");
       for (auto& n : report.notes) notes.push_back(std::move(n));
     }
+    // Mapped candidates: what the gateway granted (after the discovery
+    // above, which gave it time; a node just started waits at most 2 s
+    // more for its first answer).
+    co_await mappings_settled(seconds(2));
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+    for (const auto& m : port_mappings()) {
+      if (m.external_address.is_unspecified()) continue;
+      const auto t = m.protocol == nat::pmp::protocol::tcp ? nat::candidate_transport::tcp
+                                                           : nat::candidate_transport::udp;
+      const nat::candidate c{t, nat::candidate_kind::mapped,
+                             transport::canonical(m.external_address), m.external_port};
+      auto same = std::find_if(cands.begin(), cands.end(), [&](const nat::candidate& h) {
+        return h.transport == c.transport && h.address == c.address && h.port == c.port;
+      });
+      // A port-preserving NAT maps to where STUN saw us: the endpoint is
+      // both, and "mapped" says more (anyone may send to it).
+      if (same == cands.end())
+        cands.push_back(c);
+      else if (same->kind == nat::candidate_kind::reflexive)
+        same->kind = nat::candidate_kind::mapped;
+    }
+
+    if (tcp) {
+      // TCP reflexive candidates, from the listener's own port.
+      auto tcp_servers = o.tcp_stun_servers;
+      std::size_t tcp_from_peers = 0;
+      for (const auto& [peer, c] : peers_) {
+        if (tcp_from_peers == o.tcp_peer_servers) break;
+        if (c->info().inbound || c->info().transport != transport::kind::tcp) continue;
+        auto ep = transport::parse_endpoint(c->info().remote);
+        if (!ep || std::find(tcp_servers.begin(), tcp_servers.end(), *ep) != tcp_servers.end())
+          continue;
+        tcp_servers.push_back(*ep);
+        ++tcp_from_peers;
+      }
+      for (const auto& server : tcp_servers) {
+        auto m = co_await nat::tcp_binding(*tcp, server, seconds(2));
+        const bool cancelled = co_await cancel_requested();
+        if (cancelled) co_return make_error_code(errc::cancelled);
+        if (!m) {
+          notes.push_back("STUN over TCP to " + transport::to_string(server) + ": " +
+                          m.error().message());
+          continue;
+        }
+        const nat::candidate c{nat::candidate_transport::tcp, nat::candidate_kind::reflexive,
+                               transport::canonical(m->address()), m->port()};
+        if (std::none_of(cands.begin(), cands.end(), [&](const nat::candidate& h) {
+              return h.transport == c.transport && h.address == c.address && h.port == c.port;
+            }))
+          cands.push_back(c);
+      }
+    }
     if (cands.empty()) co_return make_error_code(asio::error::not_connected);
     auto info = nat::private_connection_info::prepare(id_, cfg_.network_name, std::move(cands),
                                                       hint, unix_now(), o.lifetime);
@@ -1012,7 +1311,8 @@ class service::impl final : public detail::connection_owner,
 
   // --- rendezvous: connection infos, punching, the race ---
   asio::awaitable<result<peer_info>> rendezvous(nat::private_connection_info mine,
-                                                nat::connection_info theirs, rendezvous_options o) {
+                                                nat::connection_info theirs,
+                                                rendezvous_options o) override {
     auto self = shared_from_this();
     if (stopping_) co_return make_error_code(errc::shutting_down);
     if (!(mine.pub().key == id_.public_key()) || theirs.key.id == id_.id())
@@ -1022,26 +1322,81 @@ class service::impl final : public detail::connection_owner,
     if (o.udp && udp_)
       attempts.push_back(
           [this, mine, theirs, pc = o.punch] { return punch_then_utp(mine, theirs, pc); });
-    if (o.tcp)
-      for (const auto& c : theirs.candidates) {
-        if (c.transport != nat::candidate_transport::tcp || banned(c.address)) continue;
-        const endpoint to(c.address, c.port);
+    std::set<std::size_t> opens;  // which attempts are simultaneous opens
+    for (const auto& c : theirs.candidates) {
+      if (c.transport != nat::candidate_transport::tcp || banned(c.address)) continue;
+      const endpoint to(c.address, c.port);
+      if (o.tcp)
         attempts.push_back(
             [this, to, key = theirs.key] { return connect(to, key, false, transport::kind::tcp); });
+      // A reflexive endpoint is a NAT's mapping: open it from both sides.
+      if (o.tcp_simultaneous_open && c.kind == nat::candidate_kind::reflexive && acceptor_) {
+        opens.insert(attempts.size());
+        attempts.push_back([this, to, key = theirs.key, d = o.punch.deadline] {
+          return simultaneous_open(to, key, d);
+        });
       }
+    }
+    // Inbound simultaneous opens from this peer run Noise XK with its key.
+    rendezvous_keys_[theirs.key.id] = theirs.key;
+    struct forget_key {
+      impl* owner;
+      public_id id;
+      ~forget_key() { owner->rendezvous_keys_.erase(id); }
+    } forget{this, theirs.key.id};
     if (attempts.empty()) co_return make_error_code(errc::no_contacts);
     const auto n = attempts.size();
     const auto started = clock::now();
     auto out = co_await first_success(std::move(attempts), milliseconds(50), n);
-    if (out.value)
-      CRUST_LOG(info, "service",
-                "rendezvous with "
-                    << theirs.key.id.short_string() << ": "
-                    << transport::to_string(out.value->transport) << " " << out.value->remote
-                    << " after "
-                    << std::chrono::duration_cast<milliseconds>(clock::now() - started).count()
-                    << " ms");
-    co_return std::move(out.value);
+    if (!out.value) co_return std::move(out.value);
+    auto conn = direct_peer(theirs.key.id);
+    if (!conn) co_return make_error_code(errc::not_connected);  // lost at once
+    const auto took = clock::now() - started;
+    conn->set_path(
+        opens.contains(out.winner) ? path_kind::punched : path_to(*conn, theirs, mine.pub()), took);
+    CRUST_LOG(info, "service",
+              "rendezvous with " << theirs.key.id.short_string() << ": "
+                                 << transport::to_string(conn->info().transport) << " "
+                                 << conn->info().remote << " (" << to_string(conn->info().path)
+                                 << ") after "
+                                 << std::chrono::duration_cast<milliseconds>(took).count()
+                                 << " ms");
+    co_return conn->info();
+  }
+
+  // How a connection made by a rendezvous reaches the peer, from the
+  // candidates: to one of the peer's host endpoints is direct, to a port
+  // mapping is mapped, anything else went through the NATs (punched). An
+  // inbound TCP connection shows the peer's NAT, not what it dialled:
+  // mapped if we hold a TCP mapping, else direct (it reached one of our
+  // listening endpoints; a simultaneous open is told apart by the caller).
+  static path_kind path_to(const connection& c, const nat::connection_info& theirs,
+                           const nat::connection_info& mine) {
+    auto remote = transport::parse_endpoint(c.info().remote);
+    if (!remote) return path_kind::punched;
+    const auto addr = transport::canonical(remote->address());
+    const auto t = c.info().transport == transport::kind::tcp ? nat::candidate_transport::tcp
+                                                              : nat::candidate_transport::udp;
+    auto kind_of = [&](const nat::connection_info& info,
+                       bool port_too) -> std::optional<nat::candidate_kind> {
+      for (const auto& cand : info.candidates)
+        if (cand.transport == t && cand.address == addr &&
+            (!port_too || cand.port == remote->port()))
+          return cand.kind;
+      return std::nullopt;
+    };
+    if (c.info().inbound && t == nat::candidate_transport::tcp) {
+      const bool mapped =
+          std::any_of(mine.candidates.begin(), mine.candidates.end(), [](const auto& x) {
+            return x.transport == nat::candidate_transport::tcp &&
+                   x.kind == nat::candidate_kind::mapped;
+          });
+      return mapped ? path_kind::mapped : path_kind::direct;
+    }
+    auto k = kind_of(theirs, true);
+    if (k == nat::candidate_kind::host) return path_kind::direct;
+    if (k == nat::candidate_kind::mapped) return path_kind::mapped;
+    return path_kind::punched;
   }
 
  private:
@@ -1114,7 +1469,7 @@ class service::impl final : public detail::connection_owner,
       }
       if (run->session.state() == nat::punch_state::failed)
         co_return make_error_code(errc::timed_out);
-      if (peers_.contains(theirs.key.id)) co_return make_error_code(errc::duplicate_connection);
+      if (direct_peer(theirs.key.id)) co_return make_error_code(errc::duplicate_connection);
       t.expires_at(run->session.next_wakeup());
       co_await (run->wake.wait() || registered_.wait() ||
                 t.async_wait(asio::as_tuple(asio::use_awaitable)));
@@ -1145,7 +1500,7 @@ class service::impl final : public detail::connection_owner,
     auto path = co_await punch_udp(mine, theirs, pc);
     // The peer's connection may have come first (its µTP dial over a path
     // our side had not confirmed yet, or TCP): that is the result.
-    if (auto it = peers_.find(theirs.key.id); it != peers_.end()) co_return it->second->info();
+    if (auto c = direct_peer(theirs.key.id)) co_return c->info();
     if (!path) co_return path.error();
     const auto& me = mine.pub().key.id.key;
     const auto& them = theirs.key.id.key;
@@ -1158,12 +1513,12 @@ class service::impl final : public detail::connection_owner,
     t.expires_after(cfg_.handshake_timeout);
     using namespace asio::experimental::awaitable_operators;
     const auto deadline = clock::now() + cfg_.handshake_timeout;
-    while (!peers_.contains(theirs.key.id) && clock::now() < deadline && !stopping_) {
+    while (!direct_peer(theirs.key.id) && clock::now() < deadline && !stopping_) {
       co_await (registered_.wait() || t.async_wait(asio::as_tuple(asio::use_awaitable)));
       const bool cancelled = co_await cancel_requested();
       if (cancelled) co_return make_error_code(errc::cancelled);
     }
-    if (auto it = peers_.find(theirs.key.id); it != peers_.end()) co_return it->second->info();
+    if (auto c = direct_peer(theirs.key.id)) co_return c->info();
     co_return make_error_code(stopping_ ? errc::shutting_down : errc::timed_out);
   }
 
@@ -1203,6 +1558,7 @@ class service::impl final : public detail::connection_owner,
       }
       auto conn = it->second;
       it = peers_.erase(it);
+      relay_->on_peer_gone(conn->info().id);
       CRUST_LOG(info, "service", "closing " << conn->info().id.short_string() << ": " << why);
       conn->close(close_reason::not_allowed, why);
       if (tell)
@@ -1311,6 +1667,8 @@ class service::impl final : public detail::connection_owner,
   transport::rate_limiter beacon_limiter_;
   std::set<public_id> banned_ids_;
   std::set<asio::ip::address> banned_ips_;
+  std::map<public_id, peer_key> rendezvous_keys_;  // peers a rendezvous is running with
+  std::unique_ptr<detail::relay_agent> relay_;     // last: its coroutines use the rest
 };
 
 service::service(asio::any_io_executor ex, config cfg, identity id)
@@ -1406,6 +1764,11 @@ std::optional<service::endpoint> service::local_udp_endpoint() const {
 }
 std::vector<nat::port_mapping> service::port_mappings() const {
   return impl_->port_mappings();
+}
+
+asio::awaitable<result<peer_info>> service::connect_through(public_id via, public_id target,
+                                                            introduction_options o) {
+  return impl_->connect_through(via, target, std::move(o));
 }
 
 asio::awaitable<nat::nat_report> service::discover_nat(nat::discover_options o) {

@@ -51,14 +51,44 @@ struct prepare_options {
   // info's NAT hint; false: one Binding per server, and the hint says
   // "unknown".
   bool discover_nat = true;
+  // TCP reflexive candidates: STUN over TCP from the listener's port
+  // (nat/tcp_stun.hpp) to these servers and to up to tcp_peer_servers
+  // peers whose listeners we dialled (every Crust node answers on its
+  // TCP port). They are what TCP simultaneous open aims at.
+  std::vector<boost::asio::ip::tcp::endpoint> tcp_stun_servers;
+  std::size_t tcp_peer_servers = 2;
   std::uint32_t lifetime = nat::info_default_lifetime;  // seconds
 };
 
 // How service::connect(mine, theirs) tries to reach a peer.
 struct rendezvous_options {
   bool tcp = true;  // dial each of the peer's TCP candidates
+  // Open each of the peer's TCP reflexive candidates from our listening
+  // port as it opens ours (TCP simultaneous open through two NATs).
+  bool tcp_simultaneous_open = true;
   bool udp = true;  // punch UDP and carry µTP over the path (needs enable_utp)
   nat::punch_config punch;
+};
+
+// How service::connect_through reaches a peer through a mutual one.
+struct introduction_options {
+  rendezvous_options direct;  // how the direct attempts run
+  // Try a direct path first, with the relay as the fallback. false: go
+  // straight to a circuit (Noise XX through it: the target's key is not
+  // needed) and leave direct paths to the upgrade, as libp2p does.
+  bool direct_first = true;
+  bool relay = true;  // fall back to a circuit through the mutual peer
+  // The circuit is asked for this long after the direct attempts start;
+  // at once when they fail sooner, or when neither side can be punched
+  // (random ports per destination, no port mapping).
+  duration relay_after = seconds(2);
+  // While relayed, a direct path is tried again after upgrade_first, then
+  // at doubling intervals up to upgrade_max; one that works replaces the
+  // circuit without losing or reordering messages.
+  bool upgrade = true;
+  duration upgrade_first = seconds(10);
+  duration upgrade_max = seconds(600);
+  duration exchange_timeout = seconds(20);  // for the peer's connection info
 };
 
 class service {
@@ -126,6 +156,26 @@ class service {
   boost::asio::awaitable<result<peer_info>> connect(const nat::private_connection_info& mine,
                                                     const nat::connection_info& theirs,
                                                     rendezvous_options o = {});
+
+  // Connects to `target` through `via`, a peer both are connected to
+  // (Crust's rendezvous through a mutual peer, as libp2p's DCUtR): our
+  // connection info goes to the target through `via`, its info comes
+  // back, and both start punching after half the measured round trip
+  // (connect(mine, theirs) on both sides). If no direct connection is
+  // admitted within o.relay_after, a circuit through `via` is raced
+  // against it: the relay passes ciphertext of our own Noise session
+  // with the target, under the relay's quotas. While relayed, a direct
+  // path keeps being tried and replaces the circuit. peer_info::path says
+  // which path won (punched, mapped, direct, relayed) and connect_time
+  // how long it took. The target takes part on its own (it needs no
+  // call); `via` must run Crust with enable_relay. Errors: not_connected
+  // (not connected to `via`, or `via` not to the target), not_allowed
+  // (`via` does not relay, or the target refused), quota_exceeded,
+  // timed_out, blacklisted, wrong_peer_key (the target's info is another
+  // peer's, or target is us), those of connect(mine, theirs), shutting_down,
+  // cancelled.
+  boost::asio::awaitable<result<peer_info>> connect_through(public_id via, public_id target,
+                                                            introduction_options o = {});
 
   // Finds the network: races the bootstrap cache (most recent first) and
   // the hard-coded contacts (shuffled), interleaved, and, first of all when
@@ -215,15 +265,17 @@ class service {
   // Where this node can be reached, signed, for a peer that wants to
   // connect through NATs (nat/connection_info.hpp): host candidates for
   // the TCP listener and the UDP socket (every up interface's addresses
-  // for a wildcard listener, loopback only when there is nothing else),
-  // and the UDP socket's reflexive endpoints from `o`'s STUN servers
-  // (discovery's external endpoints, less those equal to a host one).
-  // Without a server there is no reflexive candidate, and the event's
-  // notes say so. Mapped candidates are the external endpoints of the
-  // port mappings held (waiting at most 5 s for the gateway's first
-  // answer after start). Each call makes a new info (punch key, nonce).
-  // TCP reflexive candidates need STUN over TCP, which is not built. Emits ConnectionInfoPrepared.
-  // Errors: not_connected (not started), shutting_down, cancelled.
+  // for a wildcard listener, loopback only when there is nothing else);
+  // the UDP socket's reflexive endpoints from `o`'s STUN servers, the
+  // config's and connected peers (discovery's external endpoints, less
+  // those equal to a host one); the TCP listener's reflexive endpoints,
+  // by STUN over TCP from its own port (o.tcp_stun_servers and peers
+  // whose listeners we dialled); and the external endpoints of the port
+  // mappings held (waiting at most 2 s after discovery for the gateway's
+  // first answer after start). Without a server there is no reflexive
+  // candidate, and the event's notes say so. Each call makes a new info
+  // (punch key, nonce). Emits ConnectionInfoPrepared. Errors:
+  // not_connected (not started), shutting_down, cancelled.
   boost::asio::awaitable<result<nat::private_connection_info>> prepare_connection_info(
       prepare_options o = {});
   const identity& id() const;

@@ -101,7 +101,7 @@ asio::awaitable<nat_report> discover(std::shared_ptr<transport::udp_mux> mux,
   const auto external =
       std::find_if(seen.begin(), seen.end(), [](const observation& x) { return x.socket == 0; });
   if (o.hairpin && external != seen.end() && agent->serving()) {
-    auto r = co_await agent->binding(external->mapped, o.timing);
+    auto r = co_await agent->binding(external->mapped, o.hairpin_timing);
     const bool cancelled = co_await cancel_requested();
     if (!cancelled) hairpin = r.has_value();
   }

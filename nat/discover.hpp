@@ -36,6 +36,9 @@ struct discover_options {
   // Per transaction: sends at 0, 0.2, 0.6 s, gives up at 1.4 s. Quicker
   // than RFC 8489's 39.5 s, since a silent step is an answer here too.
   stun::retransmission timing{std::chrono::milliseconds(200), 3, 4};
+  // The hairpin request only goes as far as our own NAT and back: sends
+  // at 0, 0.1, 0.3 s, gives up at 0.7 s (a silent NAT is the usual answer).
+  stun::retransmission hairpin_timing{std::chrono::milliseconds(100), 3, 4};
 };
 
 // Never fails: what could not be learnt is `unknown`, with a note. Honours

@@ -94,8 +94,11 @@ void upnp_discover(upnp_state& u, const mapping_options& o) {
     }
   } else {
     int err = 0;
+    // One search, for IGD:1 (IGD:2 devices answer it too): upnpDiscover()
+    // would wait upnp_discover_ms for each of four types in turn.
     UPNPDev* devs =
-        upnpDiscover(o.upnp_discover_ms, nullptr, nullptr, UPNP_LOCAL_PORT_ANY, 0, 2, &err);
+        upnpDiscoverDevice("urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+                           o.upnp_discover_ms, nullptr, nullptr, UPNP_LOCAL_PORT_ANY, 0, 2, &err);
     if (!devs) {
       u.failure = "no UPnP device answered SSDP in " + std::to_string(o.upnp_discover_ms) + " ms";
       return;

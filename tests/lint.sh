@@ -22,7 +22,7 @@ for f in $files; do
 done
 for f in crust/base/*.cpp crust/secure/crypto.cpp crust/secure/noise.cpp crust/secure/frame.cpp \
          crust/secure/message.cpp crust/secure/identity.cpp crust/config.cpp crust/events.cpp \
-         nat/stun.cpp nat/stun_server.cpp nat/connection_info.cpp nat/punch.cpp nat/pmp.cpp \
+         nat/stun.cpp nat/stun_server.cpp nat/connection_info.cpp nat/punch.cpp nat/pmp.cpp nat/relay.cpp \
          transports/rate_limit.cpp; do
   # The compile commands are g++'s; clang does not know every GCC warning flag.
   if ! out=$("$tidy" -p "$build" --quiet --extra-arg=-Wno-unknown-warning-option "$f" 2>&1); then

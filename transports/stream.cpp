@@ -14,6 +14,8 @@ const char* to_string(kind k) noexcept {
       return "utp";
     case kind::memory:
       return "memory";
+    case kind::relay:
+      return "relay";
   }
   return "?";
 }
@@ -32,6 +34,8 @@ kind stream::transport() const noexcept {
       return kind::memory;
     case 3:
       return kind::utp;
+    case 4:
+      return kind::relay;
     default:
       return kind::none;
   }
@@ -75,7 +79,27 @@ std::string stream::remote_description() const {
         ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
     return addr + ":" + std::to_string(ep.port());
   }
+  if (const auto* p = std::get_if<pipe_stream>(&s_))
+    return p->is_open() ? p->description() : "closed";
   return s_.index() == 2 ? "in-process" : "closed";
+}
+
+std::optional<asio::ip::tcp::endpoint> stream::tcp_remote_endpoint() const {
+  if (const auto* t = std::get_if<tcp_socket>(&s_)) {
+    error_code ec;
+    auto ep = t->remote_endpoint(ec);
+    if (!ec) return ep;
+  }
+  return std::nullopt;
+}
+
+std::optional<asio::ip::tcp::endpoint> stream::tcp_local_endpoint() const {
+  if (const auto* t = std::get_if<tcp_socket>(&s_)) {
+    error_code ec;
+    auto ep = t->local_endpoint(ec);
+    if (!ec) return ep;
+  }
+  return std::nullopt;
 }
 
 std::optional<asio::ip::address> stream::remote_address() const {
@@ -101,6 +125,7 @@ void stream::close() noexcept {
   if (auto* t = std::get_if<tcp_socket>(&s_)) t->close(ec);
   if (auto* l = std::get_if<local_socket>(&s_)) l->close(ec);
   if (auto* u = std::get_if<utp::utp_stream>(&s_)) u->close();
+  if (auto* p = std::get_if<pipe_stream>(&s_)) p->close();
 }
 
 }  // namespace crust::transport

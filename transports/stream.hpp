@@ -1,14 +1,17 @@
 // The one data-path stream type: a closed variant over the transports, so
 // that asio::async_read/async_write and the secure channel layer on it
-// unchanged: TCP, µTP, and the in-process pair (a Unix socket pair) for
+// unchanged: TCP, µTP, a relay circuit (a pipe whose bytes another
+// connection carries), and the in-process pair (a Unix socket pair) for
 // tests.
 #pragma once
 
 #include "crust/base/error.hpp"
+#include "transports/pipe.hpp"
 #include "transports/utp/stream.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
@@ -22,7 +25,7 @@ namespace crust::transport {
 
 namespace asio = boost::asio;
 
-enum class kind { none, tcp, utp, memory };
+enum class kind { none, tcp, utp, memory, relay };
 const char* to_string(kind k) noexcept;
 
 class stream {
@@ -35,6 +38,7 @@ class stream {
   explicit stream(tcp_socket s) : s_(std::move(s)) {}
   explicit stream(local_socket s) : s_(std::move(s)) {}
   explicit stream(utp::utp_stream s) : s_(std::move(s)) {}
+  explicit stream(pipe_stream s) : s_(std::move(s)) {}
   stream(stream&&) noexcept = default;
   stream& operator=(stream&&) noexcept = default;
 
@@ -51,6 +55,16 @@ class stream {
   // The remote IP address (TCP and µTP); nullopt for other kinds or when
   // the socket is closed.
   std::optional<asio::ip::address> remote_address() const;
+  // A TCP stream's endpoints; nullopt for other kinds or a closed socket.
+  std::optional<asio::ip::tcp::endpoint> tcp_remote_endpoint() const;
+  std::optional<asio::ip::tcp::endpoint> tcp_local_endpoint() const;
+
+  // Bytes already read from the stream that the next reads return first
+  // (a server that looked at a connection's first bytes puts them back).
+  void unread(bytes prefix) {
+    prefix_ = std::move(prefix);
+    prefix_used_ = 0;
+  }
 
   // Sends FIN after queued data (TCP half-close); errors are ignored.
   void shutdown_send() noexcept;
@@ -61,6 +75,19 @@ class stream {
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
     return asio::async_initiate<Token, void(error_code, std::size_t)>(
         [this](auto handler, const MutableBufferSequence& b) {
+          if (prefix_used_ < prefix_.size()) {
+            const auto n = asio::buffer_copy(
+                b, asio::buffer(prefix_.data() + prefix_used_, prefix_.size() - prefix_used_));
+            prefix_used_ += n;
+            if (prefix_used_ == prefix_.size()) {
+              prefix_.clear();
+              prefix_used_ = 0;
+            }
+            auto ex = asio::get_associated_executor(handler, get_executor());
+            asio::post(ex,
+                       [h = std::move(handler), n]() mutable { std::move(h)(error_code{}, n); });
+            return;
+          }
           std::visit(
               [&](auto& s) {
                 if constexpr (std::is_same_v<std::decay_t<decltype(s)>, std::monostate>)
@@ -98,7 +125,9 @@ class stream {
     });
   }
 
-  std::variant<std::monostate, tcp_socket, local_socket, utp::utp_stream> s_;
+  std::variant<std::monostate, tcp_socket, local_socket, utp::utp_stream, pipe_stream> s_;
+  bytes prefix_;  // see unread()
+  std::size_t prefix_used_ = 0;
 };
 
 }  // namespace crust::transport

@@ -26,4 +26,13 @@ asio::awaitable<result<stream>> tcp_accept(asio::ip::tcp::acceptor& acceptor);
 // cancellation (any type) closes the socket and yields operation_aborted.
 asio::awaitable<result<stream>> tcp_dial(tcp_endpoint to);
 
+// Connects to `to` from `local`, an endpoint this host listens on (bound
+// with SO_REUSEADDR and SO_REUSEPORT, as tcp_listen binds): the connection
+// leaves through the NAT mapping the listener's port has. When the peer
+// does the same toward us at the same time, that is a TCP simultaneous
+// open: each end's connect completes, and no accept happens. Errors as
+// tcp_dial, and the bind's (address_in_use while an earlier connection
+// between the same two endpoints lingers).
+asio::awaitable<result<stream>> tcp_dial_from(tcp_endpoint local, tcp_endpoint to);
+
 }  // namespace crust::transport

@@ -65,6 +65,8 @@ class category final : public boost::system::error_category {
         return "made for another network";
       case errc::expired:
         return "expired";
+      case errc::quota_exceeded:
+        return "quota exceeded";
     }
     return "unknown crust error " + std::to_string(ev);
   }

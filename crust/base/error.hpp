@@ -40,6 +40,7 @@ enum class errc {
   server_error,          // a server (STUN, a port-mapping gateway) answered with an error
   wrong_network,         // made for another network name
   expired,               // past its lifetime (or made too far in the future)
+  quota_exceeded,        // a limit a peer sets was reached (a relay's circuits or bytes)
 };
 
 const boost::system::error_category& crust_category() noexcept;

@@ -8,6 +8,8 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <exception>
 #include <list>
@@ -30,6 +32,13 @@ class task_group {
               if (ep) {
                 try {
                   std::rethrow_exception(ep);
+                } catch (const boost::system::system_error& e) {
+                  // A cancelled task may end by Asio's throw at its next
+                  // co_await (this_coro::throw_if_cancelled): that is an end.
+                  if (e.code() == boost::asio::error::operation_aborted)
+                    CRUST_LOG(debug, "task", what << " ended by cancellation");
+                  else
+                    CRUST_LOG(error, "task", what << " ended by a bug: " << e.what());
                 } catch (const std::exception& e) {
                   CRUST_LOG(error, "task", what << " ended by a bug: " << e.what());
                 }

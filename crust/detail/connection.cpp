@@ -38,6 +38,7 @@ connection::connection(transport::stream s, secure::handshake_result hs, const c
       writer_wake_(stream_.get_executor()),
       flushed_(stream_.get_executor()),
       admission_(stream_.get_executor()),
+      finished_(stream_.get_executor()),
       remote_ip_(stream_.remote_address()),
       hello_deadline_(clock::now() + cfg.handshake_timeout),
       awaiting_hello_(!hs.initiator),
@@ -51,6 +52,27 @@ connection::connection(transport::stream s, secure::handshake_result hs, const c
   info_.address_only = hs.address_only;
   info_.handshake_time = handshake_time;
   info_.connection_id = to_hex(byte_span(hs.keys.handshake_hash).first(8));
+  if (info_.transport == transport::kind::relay) info_.path = path_kind::relayed;
+}
+
+bool connection::send_control(bytes record) {
+  if (closing_ || ended_) return false;
+  control_.push_back(std::move(record));
+  writer_wake_.notify();
+  return true;
+}
+
+void connection::deliver_after(std::shared_ptr<connection> earlier) {
+  if (earlier && earlier.get() != this && !earlier->run_over_) earlier_ = std::move(earlier);
+}
+
+asio::awaitable<void> connection::wait_ended() {
+  auto self = shared_from_this();
+  while (!run_over_) {
+    co_await finished_.wait();
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled) co_return;
+  }
 }
 
 void connection::send_hello(node_role role, bool bootstrap, std::uint16_t listen_port) {
@@ -242,6 +264,8 @@ result<void> connection::handle(const secure::incoming& in, bool& ended, error_c
   if (auto* o = std::get_if<secure::incoming_oversize>(&in)) {
     owner_.post_event(events::message_too_large{info_.id, o->declared_size});
   }
+  if (std::holds_alternative<secure::incoming_relay>(in) && !admitted_)
+    return make_error_code(errc::protocol_violation);
   return {};
 }
 
@@ -278,7 +302,18 @@ asio::awaitable<error_code> connection::reader() {
           co_await on_hello(hello);
         }
         if (refused_) continue;  // refused: the rest is read only to see the close
+        if (auto* r = std::get_if<secure::incoming_relay>(&*rec)) {
+          owner_.on_relay(shared_from_this(), std::move(r->body));
+          continue;
+        }
         if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {
+          if (earlier_) {
+            // The connection this one replaced delivers what it still has first.
+            auto earlier = std::move(earlier_);
+            delivering_ = true;
+            co_await earlier->wait_ended();
+            delivering_ = false;
+          }
           // Named, not a temporary inside the co_await: GCC 12 mishandles
           // non-trivial temporaries that live across a suspension.
           event ev = events::new_message{info_.id, std::move(m->payload), m->prio, m->signature};
@@ -317,6 +352,7 @@ asio::awaitable<error_code> connection::run() {
   ended_ = true;
   stream_.close();
   flushed_.notify();
+  earlier_.reset();
   error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
   if (peer_close_ && peer_close_->reason == close_reason::not_allowed)
     why = make_error_code(errc::not_allowed);
@@ -325,6 +361,8 @@ asio::awaitable<error_code> connection::run() {
   if (close_sent_ &&
       (why == errc::peer_closed || why == errc::timed_out || why == errc::duplicate_connection))
     why = make_error_code(errc::peer_closed);  // we closed, and it ended as it should
+  run_over_ = true;
+  finished_.notify();
   co_return why;
 }
 

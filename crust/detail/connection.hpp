@@ -37,6 +37,8 @@ class connection_owner {
   // not acted on.
   virtual boost::asio::awaitable<std::optional<std::string>> admit(
       const std::shared_ptr<class connection>& conn, const secure::incoming_hello& hello) = 0;
+  // A relay record (its body) arrived on an admitted connection.
+  virtual void on_relay(const std::shared_ptr<class connection>& conn, bytes body) = 0;
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -56,6 +58,23 @@ class connection : public std::enable_shared_from_this<connection> {
   // timed_out (no answer within the handshake timeout), the reason the
   // connection ended, cancelled.
   boost::asio::awaitable<result<void>> wait_admitted();
+
+  // Queues a relay record (whole, type byte first) ahead of messages; false
+  // once the connection is closing.
+  bool send_control(bytes record);
+  // The application gets nothing from this connection until `earlier` (the
+  // connection to the same peer it replaces) has ended: what the peer
+  // sent on that one before its close comes first, so a switch of paths
+  // never reorders messages.
+  void deliver_after(std::shared_ptr<connection> earlier);
+  // How this connection reaches the peer, and how long it took to set up.
+  void set_path(path_kind p, std::optional<duration> connect_time = std::nullopt) {
+    info_.path = p;
+    if (connect_time) info_.connect_time = *connect_time;
+  }
+  // Returns once run() has ended.
+  boost::asio::awaitable<void> wait_ended();
+  bool ended() const noexcept { return ended_; }
 
   // Queues a message. Errors: message_too_large, not_connected when closing.
   // Drops under back-pressure are reported as a messages_dropped event.
@@ -98,7 +117,10 @@ class connection : public std::enable_shared_from_this<connection> {
   notifier writer_wake_;
   notifier flushed_;
   notifier admission_;
-  std::vector<bytes> control_;  // hello/admit records, written before messages
+  notifier finished_;                    // run() has ended
+  std::shared_ptr<connection> earlier_;  // see deliver_after()
+  bool run_over_ = false;
+  std::vector<bytes> control_;  // hello/admit and relay records, written before messages
   std::optional<boost::asio::ip::address> remote_ip_;
   time_point hello_deadline_;
   bool awaiting_hello_ = false;  // inbound, until the dialler's hello

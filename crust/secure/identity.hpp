@@ -18,6 +18,7 @@ struct public_id {
   std::string to_string() const;
   std::string short_string() const { return to_string().substr(0, 8); }
   static result<public_id> parse(std::string_view hex);
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads defaulted <=>
   auto operator<=>(const public_id&) const = default;
 };
 

@@ -132,6 +132,9 @@ result<incoming> reassembler::feed(byte_span body) {
       if (body.size() != 1 && body.size() != 3) return violation;
       return incoming{
           incoming_admit{body.size() == 3 ? get_u16(body.data() + 1) : std::uint16_t{0}}};
+    case record_type::relay:
+      if (body.size() < 2 || body.size() > max_relay_record) return violation;
+      return incoming{incoming_relay{bytes(body.begin() + 1, body.end())}};
     case record_type::data:
       break;
     default:

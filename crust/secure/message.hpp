@@ -19,6 +19,8 @@
 //   admit:     u8 5 [| u16be the acceptor's UDP port, 0 = none]
 //              the acceptor's answer to a hello it accepts (a refusal is a
 //              close record with reason not_allowed)
+//   relay:     u8 6 | body (nat/relay.hpp: introductions through a mutual
+//              peer, and relay circuits), at most max_relay_record bytes
 // A record never spans frames. Fragments of one message are contiguous; a
 // new message starts only after the previous one's last fragment.
 #pragma once
@@ -76,7 +78,17 @@ class record_reader {
   bool empty_body_;
 };
 
-enum class record_type : byte { data = 1, heartbeat = 2, close = 3, hello = 4, admit = 5 };
+enum class record_type : byte {
+  data = 1,
+  heartbeat = 2,
+  close = 3,
+  hello = 4,
+  admit = 5,
+  relay = 6
+};
+// A relay record whole (type byte included); it fits a frame with room for
+// other records.
+inline constexpr std::size_t max_relay_record = std::size_t{32} * 1024;
 
 struct outgoing_message {
   bytes payload;
@@ -117,12 +129,16 @@ struct incoming_hello {
 struct incoming_admit {
   std::uint16_t udp_port = 0;  // the acceptor's; 0: it did not say (or has none)
 };
+// A relay record: its body (after the type byte), read by nat/relay.hpp.
+struct incoming_relay {
+  bytes body;
+};
 // A message over the limit: its fragments are skipped, the connection lives.
 struct incoming_oversize {
   std::uint64_t declared_size = 0;
 };
 using incoming = std::variant<std::monostate, incoming_message, incoming_heartbeat, incoming_close,
-                              incoming_oversize, incoming_hello, incoming_admit>;
+                              incoming_oversize, incoming_hello, incoming_admit, incoming_relay>;
 
 class reassembler {
  public:

@@ -50,7 +50,9 @@ json::object peer_json(const peer_info& p) {
           {"pattern", p.address_only ? "XX" : "XK"},
           {"handshake_ms", std::chrono::duration<double, std::milli>(p.handshake_time).count()},
           {"connection_id", p.connection_id},
-          {"role", to_string(p.role)}};
+          {"role", to_string(p.role)},
+          {"path", to_string(p.path)},
+          {"connect_ms", std::chrono::duration<double, std::milli>(p.connect_time).count()}};
 }
 
 void print_peer(const options& opt, const char* what, const peer_info& p) {
@@ -60,10 +62,13 @@ void print_peer(const options& opt, const char* what, const peer_info& p) {
     std::cout << json::serialize(o) << std::endl;
   } else {
     std::cout << what << " " << p.id.to_string() << " over " << transport::to_string(p.transport)
-              << " at " << p.remote << " (Noise " << (p.address_only ? "XX" : "XK")
-              << ", handshake "
-              << std::chrono::duration<double, std::milli>(p.handshake_time).count() << " ms)"
-              << std::endl;
+              << " at " << p.remote << " (" << to_string(p.path) << ", Noise "
+              << (p.address_only ? "XX" : "XK") << ", handshake "
+              << std::chrono::duration<double, std::milli>(p.handshake_time).count() << " ms";
+    if (p.connect_time > duration::zero())
+      std::cout << ", connected in "
+                << std::chrono::duration<double, std::milli>(p.connect_time).count() << " ms";
+    std::cout << ")" << std::endl;
   }
 }
 
@@ -471,6 +476,7 @@ int cmd_rendezvous(const options& opt, const rendezvous_args& a) {
   po.stun_servers = std::move(*servers);
   rendezvous_options ro;
   ro.tcp = !a.udp_only;
+  ro.tcp_simultaneous_open = !a.udp_only;
   ro.udp = !a.tcp_only;
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     service svc(io.get_executor(), cfg, *id);
@@ -554,6 +560,61 @@ int cmd_rendezvous(const options& opt, const rendezvous_args& a) {
         rc = 1;
       }
       (void)co_await svc.flush(peer->id);
+    }
+    co_await svc.stop();
+    co_return rc;
+  });
+}
+
+int cmd_reach(const options& opt, const reach_args& a) {
+  // A peer's id, or its key (whose first half is the id).
+  std::optional<public_id> target;
+  if (auto k = peer_key::parse(a.target))
+    target = k->id;
+  else if (auto i = public_id::parse(a.target))
+    target = *i;
+  if (!target) {
+    std::cerr << "crust-node: the target must be a peer's 64-hex-digit id (or its 128-digit key)\n";
+    return 1;
+  }
+  auto d = prepare_dial(opt, a.via, a.via_key);
+  if (!d) return 1;
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), d->cfg, *d->id);
+    auto ep = co_await start_or_say(svc);
+    if (!ep) co_return 1;
+    auto via = co_await dial(svc, d->endpoint, d->key);
+    if (!via) co_return 1;
+    introduction_options o;
+    o.direct.tcp = !a.udp_only;
+    o.direct.tcp_simultaneous_open = !a.udp_only;
+    o.direct.udp = !a.tcp_only;
+    o.relay = !a.no_relay;
+    o.direct_first = !a.relay_first;
+    auto peer = co_await svc.connect_through(via->id, *target, o);
+    if (!peer) {
+      std::cerr << "crust-node: no connection to " << target->short_string() << " through "
+                << via->id.short_string() << ": " << peer.error().message() << "\n";
+      co_await svc.stop();
+      co_return 1;
+    }
+    print_peer(opt, "reached", *peer);
+    int rc = 0;
+    if (!a.message.empty()) {
+      // The target echoes (crust-node run --echo): the path carries traffic.
+      (void)svc.send(peer->id, bytes(a.message.begin(), a.message.end()));
+      auto got = co_await with_timeout(next_message(svc), seconds(10));
+      if (got && std::string(got->payload.begin(), got->payload.end()) == a.message) {
+        if (opt.json)
+          std::cout << json::serialize(
+                           json::object{{"event", "echoed"}, {"bytes", a.message.size()}})
+                    << std::endl;
+        else
+          std::cout << "echoed " << a.message.size() << " bytes" << std::endl;
+      } else {
+        std::cerr << "crust-node: no echo from the peer\n";
+        rc = 1;
+      }
     }
     co_await svc.stop();
     co_return rc;

@@ -52,6 +52,15 @@ struct rendezvous_args {
   std::string message;
 };
 int cmd_rendezvous(const options& opt, const rendezvous_args& a);
+// reach: connect to a peer through a mutual one (introduction, punching,
+// relay fallback).
+struct reach_args {
+  std::string target;        // the peer's id
+  std::string via, via_key;  // the mutual peer: ip:port, and its key (optional)
+  bool relay_first = false, no_relay = false, udp_only = false, tcp_only = false;
+  std::string message;  // sent, and expected back (the target echoes)
+};
+int cmd_reach(const options& opt, const reach_args& a);
 int cmd_connect(const options& opt, const std::string& endpoint, const std::string& peer);
 int cmd_send(const options& opt, const std::string& endpoint, const std::string& peer,
              const std::vector<std::string>& words, bool sign);

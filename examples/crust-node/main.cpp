@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+#include <iomanip>
 #include <iostream>
 
 int main(int argc, char** argv) {
@@ -148,6 +150,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   rendezvous->add_option("--message", rv.message, "send this, and wait for the peer's message");
 
+  reach_args ra;
+  auto* reach = app.add_subcommand(
+      "reach",
+      "connect to a peer through a mutual one: swap connection infos through it, punch, and "
+      "fall back to a relay circuit through it; prints the path that won");
+  node_options(reach);
+  reach->add_option("target", ra.target, "the peer's id (64 hex digits)")->required();
+  reach->add_option("--via", ra.via, "ip:port of a peer both are connected to")->required();
+  reach->add_option("--via-key", ra.via_key, "its 128-hex-digit key (omit for Noise XX)");
+  reach->add_flag("--relay-first", ra.relay_first,
+                  "go through a relay circuit at once; a direct path replaces it later");
+  reach->add_flag("--no-relay", ra.no_relay, "direct paths only");
+  reach->add_flag("--udp-only", ra.udp_only, "punch UDP (µTP) only");
+  reach->add_flag("--tcp-only", ra.tcp_only, "TCP only");
+  reach->add_option("--message", ra.message, "send this; the target must echo it back");
+
   portmap_args pm;
   auto* portmap = app.add_subcommand(
       "portmap",
@@ -191,9 +209,13 @@ int main(int argc, char** argv) {
     auto level = opt.verbose >= 3   ? crust::log_level::trace
                  : opt.verbose == 2 ? crust::log_level::debug
                                     : crust::log_level::info;
+    // Each line says when, in seconds since the start, to time what happens.
+    const auto t0 = crust::clock::now();
     crust::set_log_handler(
-        [](crust::log_level l, std::string_view comp, std::string_view msg) {
-          std::cerr << "[" << crust::to_string(l) << "] " << comp << ": " << msg << "\n";
+        [t0](crust::log_level l, std::string_view comp, std::string_view msg) {
+          const double at = std::chrono::duration<double>(crust::clock::now() - t0).count();
+          std::cerr << std::fixed << std::setprecision(3) << at << " [" << crust::to_string(l)
+                    << "] " << comp << ": " << msg << "\n";
         },
         level);
   }
@@ -212,6 +234,7 @@ int main(int argc, char** argv) {
     if (*stun) return cmd_stun(opt, stun_servers, stun_port);
     if (*nat_cmd) return cmd_nat(opt, stun_servers, stun_port);
     if (*portmap) return cmd_portmap(opt, pm);
+    if (*reach) return cmd_reach(opt, ra);
     if (*demo) return cmd_demo(nodes, demo_network, demo_json);
   } catch (const std::exception& e) {
     std::cerr << "crust-node: internal error: " << e.what() << "\n";

@@ -21,7 +21,7 @@ cleanup() {
     kill -9 "$p" 2>/dev/null
   done
   wait 2>/dev/null
-  rm -rf "$work"
+  if [ -n "${KEEP_LAB:-}" ]; then echo "lab files kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 

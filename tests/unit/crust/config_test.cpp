@@ -64,6 +64,8 @@ TEST_CASE("config: errors name the key and the file") {
         bad{R"({"port_mapping_methods": "pcp"})", "must be an array"},
         bad{R"({"port_mapping_gateway": "router"})", "\"port_mapping_gateway\" is not an IP"},
         bad{R"({"port_mapping_lifetime_s": 10})", "between 120 and 86400"},
+        bad{R"({"stun_servers": ["198.18.0.1"]})", "\"stun_servers[0]\" is not an ip:port"},
+        bad{R"({"relay_max_circuits": -1})", "must not be negative"},
         bad{"[1]", "top level"},
         bad{"{", "not valid JSON"}}) {
     CAPTURE(b.text);
@@ -115,6 +117,21 @@ TEST_CASE("config: port mapping keys") {
   REQUIRE(again);
   CHECK(again->to_json() == d->to_json());
   CHECK(d->changed_keys(*c).size() == 3);
+}
+
+TEST_CASE("config: relay and STUN keys") {
+  auto c = config::parse(R"({"enable_relay": false, "relay_max_circuits": 3,
+    "relay_circuits_per_peer": 1, "relay_circuit_bytes": 1000,
+    "stun_servers": ["198.18.0.1:3478", "[2001:db8::1]:3478"]})");
+  REQUIRE_MESSAGE(c, c.error().message);
+  CHECK_FALSE(c->enable_relay);
+  CHECK(c->relay_max_circuits == 3);
+  CHECK(c->relay_circuits_per_peer == 1);
+  CHECK(c->relay_circuit_bytes == 1000);
+  CHECK(c->stun_servers.size() == 2);
+  auto again = config::parse(c->to_json());
+  REQUIRE(again);
+  CHECK(again->to_json() == c->to_json());
 }
 
 TEST_CASE("config: a missing file is a clear error") {

@@ -186,13 +186,36 @@ TEST_CASE("message: hello and admit records, and malformed ones") {
       {4, 0, 0, 0},        // unknown flag, half a port
       {4, 0, 0, 0, 1, 2},  // long
       {5, 0},
-      {6},  // long admit, unknown record type
+      {6},  // long admit, an empty relay record
+      {7},  // an unknown record type
   };
   for (const auto& b : bad) {
     const auto hex = to_hex(b);
     CAPTURE(hex);
     CHECK_FALSE(r.feed(b));
   }
+}
+
+TEST_CASE("message: relay records pass their body up, up to their size limit") {
+  reassembler r(100);
+  auto x = r.feed(bytes{6, 9, 8, 7});
+  REQUIRE(x);
+  CHECK(std::get<incoming_relay>(*x).body == bytes{9, 8, 7});
+  bytes biggest(max_relay_record, 1);
+  biggest[0] = 6;
+  auto y = r.feed(biggest);
+  REQUIRE(y);
+  CHECK(std::get<incoming_relay>(*y).body.size() == max_relay_record - 1);
+  biggest.push_back(1);
+  CHECK_FALSE(r.feed(biggest));
+  // Between a message's fragments, as any other record may be.
+  auto first = r.feed(bytes{1, 1, 1, 0, 0, 0, 2, 'a'});
+  REQUIRE(first);
+  CHECK(std::holds_alternative<std::monostate>(*first));
+  CHECK(r.feed(bytes{6, 1}));
+  auto last = r.feed(bytes{1, 2, 1, 'b'});
+  REQUIRE(last);
+  CHECK(std::get<incoming_message>(*last).payload == bytes{'a', 'b'});
 }
 
 TEST_CASE("send queue: highest priority first, FIFO within a priority") {
