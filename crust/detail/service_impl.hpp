@@ -1,0 +1,434 @@
+// service::impl, the service's state and workings: declared here for the
+// two files that define it, crust/service.cpp (listening, dialling,
+// bootstrap, admission, the application's calls) and
+// crust/service_nat.cpp (port mapping, connection info, rendezvous,
+// punching, TCP simultaneous open, introductions and the relay's host).
+// Not installed: an implementation detail.
+#pragma once
+
+#include "crust/service.hpp"
+
+#include "bootstrap/beacon.hpp"
+#include "bootstrap/lan.hpp"
+
+#include "crust/base/log.hpp"
+#include "crust/base/notifier.hpp"
+#include "crust/base/race.hpp"
+#include "crust/base/task_group.hpp"
+#include "crust/detail/connection.hpp"
+#include "crust/detail/relay_agent.hpp"
+#include "nat/port_mapper.hpp"
+#include "nat/stun_agent.hpp"
+#include "nat/tcp_stun.hpp"
+#include "transports/stream_io.hpp"
+#include "transports/tcp.hpp"
+#include "transports/udp.hpp"
+#include "transports/utp/manager.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/udp.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <random>
+#include <set>
+
+namespace crust {
+
+namespace asio = boost::asio;
+using detail::connection;
+using transport::read_exact;
+using transport::write_all;
+
+namespace service_detail {
+// Cache entries and infos outlive the process, so they carry wall-clock time.
+inline std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+inline bootstrap::cache_limits cache_limits_of(const config& c) {
+  bootstrap::cache_limits l;
+  l.capacity = c.bootstrap_cache_size;
+  l.per_group = c.bootstrap_cache_per_group;
+  l.per_source = c.bootstrap_cache_per_source;
+  l.ttl_seconds = std::chrono::duration_cast<std::chrono::seconds>(c.bootstrap_cache_ttl).count();
+  return l;
+}
+}  // namespace service_detail
+using service_detail::cache_limits_of;
+using service_detail::unix_now;
+
+class service::impl final : public detail::connection_owner,
+                            public detail::relay_host,
+                            public std::enable_shared_from_this<service::impl> {
+ public:
+  impl(asio::any_io_executor ex, config cfg, identity id)
+      : ex_(std::move(ex)),
+        cfg_(std::move(cfg)),
+        id_(std::move(id)),
+        tasks_(ex_),
+        udp_tasks_(ex_),
+        mapping_tasks_(ex_),
+        mapping_settled_(ex_),
+        event_ready_(ex_),
+        event_space_(ex_),
+        registered_(ex_),
+        cache_(cache_limits_of(cfg_)),
+        relay_(std::make_unique<detail::relay_agent>(ex_, *this, cfg_, id_.id())) {}
+
+  // --- connection_owner ---
+  asio::awaitable<void> deliver(event ev, bool is_message) override;
+  void post_event(event ev) override;
+  const identity& me() const override { return id_; }
+  std::uint16_t udp_port() const override { return udp_ ? udp_->local_endpoint().port() : 0; }
+
+  asio::awaitable<std::optional<std::string>> admit(const std::shared_ptr<connection>& conn,
+                                                    const secure::incoming_hello& hello) override;
+  std::optional<std::string> admission_refusal(const connection& conn,
+                                               const secure::incoming_hello& hello) const;
+
+  void on_relay(const std::shared_ptr<connection>& conn, bytes body) override;
+
+  // --- relay_host (crust/detail/relay_agent.hpp) ---
+  bool send_relay(const public_id& to, bytes record) override;
+  std::optional<peer_info> peer(const public_id& id, bool direct_only) const override;
+  void accept_relayed(transport::stream s) override;
+  asio::awaitable<result<peer_info>> dial_relayed(transport::stream s, std::optional<peer_key> key,
+                                                  public_id via) override;
+  asio::awaitable<result<nat::private_connection_info>> prepare_info() override;
+  std::optional<peer_info> set_connect_time(const public_id& id, duration took) override;
+  bool refused(const public_id& id) const override { return banned_ids_.contains(id); }
+  bool stopping() const override { return stopping_; }
+  std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
+
+  // The registered connection to `id` unless it is relayed.
+  std::shared_ptr<connection> direct_peer(const public_id& id) const;
+
+  asio::awaitable<result<peer_info>> connect_through(public_id via, public_id target,
+                                                     introduction_options o);
+
+  // The external-reachability check: a TCP connect to where the peer says
+  // it listens, and a Noise XK handshake that only the holder of `key`
+  // completes; then the socket is closed (the peer sees a handshake with no
+  // hello, which it never announces). Within half the handshake timeout, so
+  // the answer reaches the dialler before its own admission deadline.
+  // Returns nullopt when it worked, else what went wrong, for the refusal.
+  asio::awaitable<std::optional<std::string>> dial_back(const std::optional<asio::ip::address>& ip,
+                                                        std::uint16_t port, peer_key key);
+
+  // --- listening ---
+  asio::awaitable<result<endpoint>> start();
+
+  // --- port mapping on the gateway (nat/port_mapper.hpp) ---
+  // The TCP listener's and the UDP socket's ports, each kept mapped in the
+  // background (renewed at half the lease, asked for again when lost) and
+  // removed by stop(). A node on loopback has nothing to map.
+  void start_port_mapping(const asio::ip::address& bound);
+
+  asio::awaitable<void> keep_mapped(nat::mapping_request r);
+
+  // Waits (at most `bound`) until every port mapping has had its first
+  // answer, so a connection info made at start-up has its mapped candidates.
+  asio::awaitable<void> mappings_settled(duration bound);
+
+  std::vector<nat::port_mapping> port_mappings() const {
+    return mapper_ ? mapper_->active() : std::vector<nat::port_mapping>{};
+  }
+
+  // --- the LAN beacon (bootstrap/lan.hpp moves the bytes) ---
+  void start_beacon();
+
+  std::optional<bytes> answer_beacon(byte_span request, const asio::ip::udp::endpoint& from);
+
+  asio::awaitable<std::vector<bootstrap::beacon_contact>> discover_lan(duration window);
+
+  asio::awaitable<void> accept_loop();
+
+  // --- µTP: the node's UDP socket and its manager ---
+  void start_utp(const asio::ip::address& addr);
+
+  asio::awaitable<void> utp_accept_loop();
+
+  // An accepted stream of any transport: refused by address before any
+  // cryptography, or handed to an inbound handshake.
+  void take_inbound(transport::stream s);
+
+  // A transport stream to `to`, over TCP or µTP.
+  asio::awaitable<result<transport::stream>> open_stream(endpoint to, transport::kind via);
+
+  // An accepted stream: the responder's handshake, then run_connection.
+  // `sorted`: a TCP stream's first bytes were already looked at.
+  asio::awaitable<void> inbound(transport::stream s, bool sorted = false);
+
+  static duration time_left(time_point deadline) {
+    return std::max(deadline - clock::now(), duration::zero());
+  }
+
+  // --- what an accepted TCP connection starts with ---
+  // Its first 20 bytes: a STUN Binding request over TCP (nat/tcp_stun.hpp:
+  // answered, then closed), the preamble of a TCP simultaneous open (sorted
+  // out by ids, below), or a Noise handshake (the bytes go back for it).
+  enum class tcp_opening { noise, handled, failed };
+  asio::awaitable<tcp_opening> sort_tcp(transport::stream& s, std::uint64_t ticket,
+                                        time_point deadline);
+
+  asio::awaitable<void> initiate_on(transport::stream s, std::optional<peer_key> key);
+
+  // TCP simultaneous open's preamble: "CRUSTSO1" and the sender's id, from
+  // both ends (a tie-break only: the handshake that follows authenticates).
+  // The larger id runs the Noise initiator.
+  static constexpr std::string_view so_magic = "CRUSTSO1";
+  static constexpr std::size_t so_preamble_size = 8 + 32;
+  bytes so_preamble() const;
+  bool we_control(const public_id& them) const;
+
+  // One side of a TCP simultaneous open toward `to` (the peer's TCP
+  // reflexive endpoint), from our listening port, retried until `limit`:
+  // a SYN that finds no mapping yet is dropped, or refused by routers
+  // that answer with RST. On a connection, the preambles decide who runs
+  // the initiator; the other side's connection is registered through its
+  // inbound path, which this waits for.
+  asio::awaitable<result<peer_info>> simultaneous_open(endpoint to, peer_key key, duration limit);
+
+  static asio::awaitable<void> pause(duration d);
+
+  // --- dialling ---
+  asio::awaitable<result<peer_info>> connect(endpoint to, std::optional<peer_key> key,
+                                             bool for_bootstrap = false,
+                                             transport::kind via = transport::kind::tcp);
+
+  asio::awaitable<result<peer_info>> dial(endpoint to, std::optional<peer_key> key,
+                                          bool for_bootstrap, transport::kind via);
+
+  result<peer_info> dial_failed(const std::string& where, const std::optional<peer_key>& key,
+                                error_code ec, std::string detail = {});
+
+  // The secure part of a dial over an open stream: the Noise handshake,
+  // hello, admission, registration. `to` is where the stream goes (for
+  // the cache; none for a relay circuit).
+  asio::awaitable<result<peer_info>> establish(transport::stream s, std::optional<peer_key> key,
+                                               bool for_bootstrap, std::string where,
+                                               time_point started, std::optional<endpoint> to,
+                                               transport::kind via);
+
+  // --- bootstrap ---
+  asio::awaitable<result<peer_info>> bootstrap();
+
+  // What one bootstrap's dials share: the first peer to admit us, and the
+  // peers connected before it began.
+  struct bootstrap_claim {
+    std::optional<public_id> winner;
+    std::set<public_id> before;
+  };
+
+  // One bootstrap dial. A dial that succeeds after another has won is
+  // closed, unless that connection existed before the bootstrap began.
+  asio::awaitable<result<peer_info>> bootstrap_dial(endpoint to, std::optional<peer_key> key,
+                                                    std::shared_ptr<bootstrap_claim> claim);
+
+  // --- the simultaneous-dial rule ---
+  // Two connections to one peer:
+  // - dialled by different ends (a simultaneous dial): both ends keep the one
+  //   dialled by the larger id, which each computes alike from what it sees;
+  // - dialled by the same end: the newer wins. That end redialled because it
+  //   closed the old one (connect() joins a dial already in flight rather
+  //   than dialling twice), and its close may reach us after the new
+  //   handshake does.
+  // The loser is flushed and closed with reason "duplicate", so nothing sent
+  // on it is lost.
+  // - a direct connection always replaces a relayed one (and a relayed one
+  //   never replaces a direct one), whoever dialled, as both ends see the
+  //   same transports; the new connection delivers nothing until the
+  //   relayed one has delivered what the peer sent on it before its close.
+  std::shared_ptr<connection> adopt(const std::shared_ptr<connection>& conn);
+
+  asio::awaitable<void> run_connection(std::shared_ptr<connection> conn);
+
+  // --- application calls ---
+  result<void> send(const public_id& peer, bytes payload, send_options opts);
+
+  asio::awaitable<result<void>> flush(const public_id& peer);
+
+  void disconnect(const public_id& peer);
+
+  // --- admission ---
+  void blacklist(const blacklist_entries& e);
+
+  void unblacklist(const blacklist_entries& e);
+
+  bool is_blacklisted(const public_id& id) const { return banned_ids_.contains(id); }
+  bool banned(const std::optional<asio::ip::address>& a) const {
+    return a && banned_ips_.contains(transport::canonical(*a));
+  }
+
+  void set_accept_bootstrap(bool accept) { cfg_.accept_bootstrap = accept; }
+
+  std::vector<std::string> reload(const config& next);
+
+  asio::awaitable<void> watch_config(std::filesystem::path path, duration interval);
+
+  void watch_config_file(std::filesystem::path path, duration interval) {
+    spawn(watch_config(std::move(path), interval), "config watcher");
+  }
+
+  std::vector<bootstrap::cache_entry> cached_peers() const {
+    return {cache_.entries().begin(), cache_.entries().end()};
+  }
+
+  asio::awaitable<result<event>> next_event();
+
+  asio::awaitable<void> stop(duration grace);
+
+  void stop_udp();
+
+  // Immediate teardown, for a service destroyed without stop().
+  void stop_now();
+
+  std::vector<peer_info> peers() const;
+  std::optional<peer_stats> stats(const public_id& peer) const;
+  std::optional<endpoint> local_endpoint() const;
+  std::optional<endpoint> local_udp_endpoint() const;
+  const identity& id() const { return id_; }
+  const config& cfg() const { return cfg_; }
+
+  asio::awaitable<result<nat::binding_result>> reflexive_address(asio::ip::udp::endpoint server,
+                                                                 nat::stun::retransmission r);
+
+  asio::awaitable<nat::nat_report> discover_nat(nat::discover_options o);
+
+  asio::awaitable<result<nat::private_connection_info>> prepare_connection_info(prepare_options o);
+
+  // --- rendezvous: connection infos, punching, the race ---
+  asio::awaitable<result<peer_info>> rendezvous(nat::private_connection_info mine,
+                                                nat::connection_info theirs,
+                                                rendezvous_options o) override;
+
+  // How a connection made by a rendezvous reaches the peer, from the
+  // candidates: to one of the peer's host endpoints is direct, to a port
+  // mapping is mapped, anything else went through the NATs (punched). An
+  // inbound TCP connection shows the peer's NAT, not what it dialled:
+  // mapped if we hold a TCP mapping, else direct (it reached one of our
+  // listening endpoints; a simultaneous open is told apart by the caller).
+  static path_kind path_to(const connection& c, const nat::connection_info& theirs,
+                           const nat::connection_info& mine);
+
+ private:
+  struct punch_run {
+    punch_run(nat::punch_session s, const asio::any_io_executor& ex)
+        : session(std::move(s)), wake(ex) {}
+    nat::punch_session session;
+    notifier wake;
+  };
+
+  // A STUN datagram some punch in progress claims: it answers (checks
+  // from a blacklisted address get nothing) and is woken.
+  bool intercept_punch(byte_span d, const asio::ip::udp::endpoint& from);
+
+  // A dual-stack socket reaches IPv4 endpoints through mapped addresses.
+  asio::ip::udp::endpoint for_socket(const asio::ip::udp::endpoint& e) const;
+
+  // Runs one punch on the node's UDP socket: the peer's endpoint that
+  // answered. A session that succeeded keeps answering the peer's checks
+  // until its deadline (the peer may not have had our answer yet). Errors:
+  // not_connected (no UDP socket), timed_out (the session's deadline),
+  // malformed (no UDP candidate), duplicate_connection (the peer connected
+  // to us meanwhile, by any transport), shutting_down, cancelled.
+  asio::awaitable<result<asio::ip::udp::endpoint>> punch_udp(
+      const nat::private_connection_info& mine, const nat::connection_info& theirs,
+      nat::punch_config pc);
+
+  // Keeps a succeeded punch answering until `until`, then forgets it.
+  asio::awaitable<void> linger(std::shared_ptr<punch_run> run, time_point until);
+
+  // The UDP attempt of a rendezvous: punch, then the controlling side (the
+  // larger id) dials µTP over the path while the other waits for it (or
+  // for any connection from that peer) within the handshake timeout.
+  asio::awaitable<result<peer_info>> punch_then_utp(nat::private_connection_info mine,
+                                                    nat::connection_info theirs,
+                                                    nat::punch_config pc);
+
+  // The addresses a listener bound to `bound` is reachable at: itself, or
+  // for a wildcard every up interface's (IPv4 only for 0.0.0.0; IPv6
+  // link-local ones left out, as they need a scope), loopback only when
+  // there is nothing else.
+  static std::vector<asio::ip::address> host_addresses(const asio::ip::address& bound);
+
+  // Why a connection from `ip` is refused before the handshake, if it is.
+  std::optional<std::string> refuse_address(const std::optional<asio::ip::address>& ip) const;
+
+  // Closes (with not_allowed) every registered connection `pred` picks.
+  template <class Pred>
+  void close_where(Pred pred, const char* why, bool tell) {
+    for (auto it = peers_.begin(); it != peers_.end();) {
+      if (!pred(*it->second)) {
+        ++it;
+        continue;
+      }
+      auto conn = it->second;
+      it = peers_.erase(it);
+      relay_->on_peer_gone(conn->info().id);
+      CRUST_LOG(info, "service", "closing " << conn->info().id.short_string() << ": " << why);
+      conn->close(close_reason::not_allowed, why);
+      if (tell)
+        post_event(events::lost_peer{conn->info().id, make_error_code(errc::not_allowed), why});
+    }
+  }
+
+  bool is_contact(const endpoint& to, const public_id& id) const;
+
+  void drop_contacts_from_cache();
+
+  void load_cache();
+
+  void save_cache();
+
+  void spawn(asio::awaitable<void> task, const char* what) {
+    tasks_.spawn(std::move(task), what, shared_from_this());
+  }
+  void begin_stop();
+
+  asio::any_io_executor ex_;
+  config cfg_;
+  identity id_;
+  task_group tasks_;
+  std::optional<asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<transport::udp_mux> udp_;
+  std::shared_ptr<utp::manager> utp_;
+  std::shared_ptr<nat::stun_agent> stun_;
+  std::vector<std::shared_ptr<punch_run>> punches_;  // punches in progress
+  task_group udp_tasks_;  // the socket, µTP's timers and accepts: stopped after the connections
+  std::shared_ptr<nat::port_mapper> mapper_;  // when port mapping is on
+  task_group mapping_tasks_;                  // keep_mapped(), one per port
+  std::size_t mappings_unsettled_ = 0;        // without their first answer yet
+  notifier mapping_settled_;
+  std::map<public_id, std::shared_ptr<connection>> peers_;
+  std::deque<event> events_;
+  std::size_t queued_messages_ = 0;
+  notifier event_ready_;
+  notifier event_space_;
+  notifier registered_;
+  struct dial_in_flight {
+    explicit dial_in_flight(const asio::any_io_executor& ex) : done(ex) {}
+    notifier done;
+    bool finished = false;
+    result<peer_info> outcome = make_error_code(errc::not_connected);
+  };
+  std::map<public_id, std::shared_ptr<dial_in_flight>> dialling_;
+  // Inbound handshakes in progress, oldest first (by ticket).
+  std::map<std::uint64_t, transport::stream*> pending_;
+  std::uint64_t next_ticket_ = 0;
+  bool stopping_ = false;
+  bootstrap::cache cache_;
+  std::unique_ptr<bootstrap::beacon_responder> beacon_;
+  transport::rate_limiter beacon_limiter_;
+  std::set<public_id> banned_ids_;
+  std::set<asio::ip::address> banned_ips_;
+  std::map<public_id, peer_key> rendezvous_keys_;  // peers a rendezvous is running with
+  std::unique_ptr<detail::relay_agent> relay_;     // last: its coroutines use the rest
+};
+
+}  // namespace crust
