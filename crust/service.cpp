@@ -545,6 +545,7 @@ std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connectio
   auto it = peers_.find(id);
   if (it == peers_.end()) {
     peers_.emplace(id, conn);
+    unpark(id, *conn);
     registered_.notify();
     return conn;
   }
@@ -562,6 +563,7 @@ std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connectio
     it->second->close(close_reason::duplicate, "replaced");
     conn->deliver_after(it->second);
     it->second = conn;
+    unpark(id, *conn);
     registered_.notify();
     return conn;
   }
@@ -580,7 +582,8 @@ asio::awaitable<void> service::impl::run_connection(std::shared_ptr<connection> 
   if (stopping_) co_return;
   if (why == errc::duplicate_connection) {
     // The peer kept another connection that has not reached us yet: give
-    // it a moment before calling the peer lost.
+    // it a moment before calling the peer lost (sends wait for it).
+    awaiting_replacement_.insert(id);
     co_await asio::this_coro::throw_if_cancelled(false);
     timer t(ex_);
     t.expires_after(replacement_wait);
@@ -591,6 +594,7 @@ asio::awaitable<void> service::impl::run_connection(std::shared_ptr<connection> 
     }
     if (peers_.contains(id) || stopping_) co_return;
   }
+  drop_parked(id);
   relay_->on_peer_gone(id);
   auto detail = conn->peer_close_detail();
   CRUST_LOG(info, "service",
@@ -602,8 +606,52 @@ asio::awaitable<void> service::impl::run_connection(std::shared_ptr<connection> 
 // --- application calls ---
 result<void> service::impl::send(const public_id& peer, bytes payload, send_options opts) {
   auto it = peers_.find(peer);
+  const bool replaced = it != peers_.end() && it->second->replaced_by_peer();
+  if (replaced || (it == peers_.end() && awaiting_replacement_.contains(peer)))
+    return park(peer, payload, opts);
   if (it == peers_.end()) return make_error_code(errc::not_connected);
   return it->second->send(std::move(payload), opts.prio, opts.sign);
+}
+
+result<void> service::impl::park(const public_id& peer, bytes& payload, send_options opts) {
+  if (payload.size() > cfg_.max_message_size) return make_error_code(errc::message_too_large);
+  auto& p = parked_[peer];
+  if (p.bytes + payload.size() > cfg_.send_queue_bytes)
+    return make_error_code(asio::error::no_buffer_space);
+  p.bytes += payload.size();
+  p.messages.push_back({std::move(payload), opts});
+  return {};
+}
+
+void service::impl::unpark(const public_id& peer, connection& onto) {
+  awaiting_replacement_.erase(peer);
+  auto it = parked_.find(peer);
+  if (it == parked_.end()) return;
+  auto p = std::move(it->second);
+  parked_.erase(it);
+  std::size_t refused = 0;
+  std::uint64_t refused_bytes = 0;
+  for (auto& m : p.messages) {
+    const auto n = m.payload.size();
+    if (!onto.send(std::move(m.payload), m.opts.prio, m.opts.sign)) {
+      ++refused;
+      refused_bytes += n;
+    }
+  }
+  if (refused > 0) post_event(events::messages_dropped{peer, refused, refused_bytes, priority{}});
+}
+
+void service::impl::drop_parked(const public_id& peer) {
+  awaiting_replacement_.erase(peer);
+  auto it = parked_.find(peer);
+  if (it == parked_.end()) return;
+  const auto count = it->second.messages.size();
+  const auto bytes = it->second.bytes;
+  parked_.erase(it);
+  CRUST_LOG(info, "service",
+            "dropped " << count << " messages to " << peer.short_string()
+                       << ": the connection that replaced ours never came");
+  post_event(events::messages_dropped{peer, count, bytes, priority{}});
 }
 
 asio::awaitable<result<void>> service::impl::flush(const public_id& peer) {
@@ -618,6 +666,7 @@ void service::impl::disconnect(const public_id& peer) {
   if (it == peers_.end()) return;
   auto conn = it->second;
   peers_.erase(it);
+  drop_parked(peer);
   conn->close(close_reason::normal, "disconnect");
   relay_->on_peer_gone(peer);
 }

@@ -530,21 +530,54 @@ asio::ip::udp::endpoint service::impl::for_socket(const asio::ip::udp::endpoint&
 // not_connected (no UDP socket), timed_out (the session's deadline),
 // malformed (no UDP candidate), duplicate_connection (the peer connected
 // to us meanwhile, by any transport), shutting_down, cancelled.
-asio::awaitable<result<asio::ip::udp::endpoint>> service::impl::punch_udp(
+asio::awaitable<result<service::impl::punched>> service::impl::punch_udp(
     const nat::private_connection_info& mine, const nat::connection_info& theirs,
     nat::punch_config pc) {
   auto self = shared_from_this();
   if (!udp_ || !stun_) co_return make_error_code(asio::error::not_connected);
-  auto s = nat::punch_session::start(mine, theirs, udp_->local_endpoint(), clock::now(), pc);
+  const auto local = udp_->local_endpoint();
+  auto s = nat::punch_session::start(mine, theirs, local, clock::now(), pc);
   if (!s) co_return s.error();
   auto run = std::make_shared<punch_run>(std::move(*s), ex_);
+  // Multi-socket probing: sockets of our own, each a new NAT mapping,
+  // whose STUN goes straight to this session.
+  const unsigned extra = run->session.extra_sockets();
+  std::weak_ptr<punch_run> weak = run;
+  for (unsigned i = 1; i <= extra; ++i) {
+    auto mux = transport::udp_mux::open(ex_, {local.address(), 0});
+    if (!mux) {
+      CRUST_LOG(
+          info, "service",
+          "multi-socket probing: socket " << i << " of " << extra << ": " << mux.error().message());
+      run->extra.push_back(nullptr);
+      continue;
+    }
+    std::weak_ptr<transport::udp_mux> weak_mux = *mux;
+    (*mux)->on(transport::datagram_kind::stun,
+               [this, weak, weak_mux, i](byte_span d, const asio::ip::udp::endpoint& from) {
+                 auto r = weak.lock();
+                 auto m = weak_mux.lock();
+                 if (!r || !m || banned(transport::canonical(from.address()))) return;
+                 auto answer = r->session.on_datagram(d, from, clock::now(), i);
+                 if (answer) m->send(*answer, from);
+                 r->wake.notify();
+               });
+    udp_tasks_.spawn((*mux)->run(), "probe socket", self);
+    run->extra.push_back(*mux);
+  }
+  if (extra > 0)
+    CRUST_LOG(debug, "service",
+              "multi-socket probing toward " << theirs.key.id.short_string() << ": " << extra
+                                             << " sockets of ours");
   punches_.push_back(run);
   struct unregister {
     impl* owner;
     std::shared_ptr<punch_run> r;
     bool linger = false;
     ~unregister() {
-      if (!linger) std::erase(owner->punches_, r);
+      if (linger) return;
+      std::erase(owner->punches_, r);
+      r->close_extra();
     }
   } guard{this, run};
   timer t(ex_);
@@ -552,16 +585,24 @@ asio::awaitable<result<asio::ip::udp::endpoint>> service::impl::punch_udp(
   for (;;) {
     auto udp = udp_;
     if (!udp || stopping_) co_return make_error_code(errc::shutting_down);
-    for (const auto& d : run->session.poll(clock::now())) udp->send(d.data, for_socket(d.to));
+    for (const auto& d : run->session.poll(clock::now())) {
+      if (d.socket == 0)
+        udp->send(d.data, for_socket(d.to));
+      else if (d.socket <= run->extra.size() && run->extra[d.socket - 1])
+        run->extra[d.socket - 1]->send(d.data, for_socket(d.to));
+    }
     if (run->session.state() == nat::punch_state::succeeded) {
+      punched out{*run->session.path(), nullptr, run->session.spray()};
+      if (const auto i = run->session.path_socket(); i > 0 && i <= run->extra.size())
+        out.socket = run->handed_on = run->extra[i - 1];  // shared with the lingering session
       guard.linger = true;
       spawn(linger(run, clock::now() + pc.deadline), "punch linger");
       CRUST_LOG(debug, "service",
                 "punched to " << theirs.key.id.short_string() << " at "
-                              << transport::to_string(
-                                     {run->session.path()->address(), run->session.path()->port()})
-                              << " after " << run->session.checks_sent() << " checks");
-      co_return *run->session.path();
+                              << transport::to_string({out.path.address(), out.path.port()})
+                              << (out.socket ? " from an extra socket" : "") << " after "
+                              << run->session.checks_sent() << " checks");
+      co_return out;
     }
     if (run->session.state() == nat::punch_state::failed)
       co_return make_error_code(errc::timed_out);
@@ -584,6 +625,9 @@ asio::awaitable<void> service::impl::linger(std::shared_ptr<punch_run> run, time
     if (ec) break;
   }
   std::erase(punches_, run);
+  // The socket a path went through was handed on (and its holder keeps
+  // it open); the others close.
+  run->close_extra();
 }
 
 // The UDP attempt of a rendezvous: punch, then the controlling side (the
@@ -598,12 +642,17 @@ asio::awaitable<result<peer_info>> service::impl::punch_then_utp(nat::private_co
   // our side had not confirmed yet, or TCP): that is the result.
   if (auto c = direct_peer(theirs.key.id)) co_return c->info();
   if (!path) co_return path.error();
-  const auto& me = mine.pub().key.id.key;
-  const auto& them = theirs.key.id.key;
-  const bool controlling =
-      std::lexicographical_compare(them.begin(), them.end(), me.begin(), me.end());
+  // Who dials µTP over the path: under multi-socket probing the side with
+  // the many sockets, from the one its path goes through (the other side
+  // cannot know which of them that is); otherwise the larger id.
+  bool controlling = we_control(theirs.key.id);
+  if (path->spray != nat::spray_role::none) controlling = path->spray == nat::spray_role::sockets;
+  if (path->socket) {
+    auto r = co_await utp_over_extra(*path, theirs.key);
+    co_return r;
+  }
   if (controlling)
-    co_return co_await connect(endpoint(path->address(), path->port()), theirs.key, false,
+    co_return co_await connect(endpoint(path->path.address(), path->path.port()), theirs.key, false,
                                transport::kind::utp);
   timer t(ex_);
   t.expires_after(cfg_.handshake_timeout);
@@ -616,6 +665,47 @@ asio::awaitable<result<peer_info>> service::impl::punch_then_utp(nat::private_co
   }
   if (auto c = direct_peer(theirs.key.id)) co_return c->info();
   co_return make_error_code(stopping_ ? errc::shutting_down : errc::timed_out);
+}
+
+asio::awaitable<result<peer_info>> service::impl::utp_over_extra(punched p, peer_key key) {
+  auto self = shared_from_this();
+  auto mgr = utp::attach(p.socket);
+  udp_tasks_.spawn(mgr->run(), "probe socket utp", self);
+  const auto started = clock::now();
+  const auto where = transport::to_string({p.path.address(), p.path.port()});
+  auto dial = mgr->connect(p.path);
+  auto s = co_await with_timeout(std::move(dial), cfg_.connect_timeout);
+  result<peer_info> out = make_error_code(errc::timed_out);
+  if (s)
+    out = co_await establish(transport::stream(std::move(*s)), key, false, where, started,
+                             std::nullopt, transport::kind::utp);
+  else
+    out = s.error();
+  const auto& st = mgr->stats();
+  CRUST_LOG(debug, "service",
+            "µTP from a probe socket to "
+                << where << ": " << (out ? "connected" : out.error().message()) << " (datagrams in "
+                << st.datagrams_in << ", out " << st.datagrams_out << ")");
+  // Keep the socket while the connection over it lives; otherwise close it.
+  auto conn = direct_peer(key.id);
+  const bool ours =
+      conn && conn->info().transport == transport::kind::utp && conn->info().remote == where;
+  if (ours) {
+    spawn(keep_socket(p.socket, mgr, conn), "probe socket keeper");
+  } else {
+    mgr->shutdown();
+    p.socket->close();
+  }
+  co_return out;
+}
+
+asio::awaitable<void> service::impl::keep_socket(std::shared_ptr<transport::udp_mux> mux,
+                                                 std::shared_ptr<utp::manager> mgr,
+                                                 std::shared_ptr<connection> conn) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  co_await conn->wait_ended();
+  mgr->shutdown();
+  mux->close();
 }
 
 // The addresses a listener bound to `bound` is reachable at: itself, or

@@ -24,6 +24,23 @@
 // Both sides succeed on the same pair of endpoints when one does (the
 // answer travelled the same mappings), so the side with the larger id
 // (controlling()) can dial µTP over it while the other waits.
+//
+// Multi-socket probing (the birthday approach), bounded: when one side's
+// NAT gives every destination a new random port (its info's hint says a
+// destination-dependent mapping with random allocation) and the other's
+// mapping is endpoint-independent behind filtering, a plain punch cannot
+// work: the hard side's mapping toward the easy side is a port nobody
+// can guess. So the hard side checks the easy side's reflexive endpoint
+// from `spray_sockets` extra sockets of its own (each a new mapping on its
+// NAT, open to the easy side's endpoint), again every `spray_repeat`; the
+// easy side checks random ports of the hard side's NAT address, one per
+// `spray_pace`, `spray_probes` in all. A probe that lands on one of those
+// mappings gets through; the hard side answers it from that socket and
+// checks back, and the path is that socket and the easy side's endpoint.
+// With 256 sockets and 3072 probes over 64 512 ports, the odds that every
+// probe misses are (1 - 256/64512)^3072, about 5 in a million. The
+// driver opens the extra sockets (extra_sockets()), says which one a
+// datagram arrived on, and sends each datagram from the socket it names.
 #pragma once
 
 #include "crust/base/clock.hpp"
@@ -42,21 +59,31 @@ struct punch_config {
   duration deadline = std::chrono::seconds(5);           // from start: then failed
   unsigned predicted_ports = 8;  // for a sequential NAT: ports after the reflexive one
   std::size_t max_targets = 48;  // candidates, predictions and learnt endpoints together
+  // Multi-socket probing (above); spray_sockets = 0 turns it off.
+  unsigned spray_sockets = 256;
+  unsigned spray_probes = 3072;
+  duration spray_pace = std::chrono::milliseconds(1);
+  duration spray_repeat = std::chrono::seconds(1);
 };
 
 enum class punch_state { running, succeeded, failed };
+// This side's part in multi-socket probing: none, checks from many
+// sockets (our NAT is the hard one), or probes at many ports (theirs is).
+enum class spray_role { none, sockets, ports };
 
 class punch_session {
  public:
   struct datagram {
     udp_endpoint to;
     bytes data;
+    unsigned socket = 0;  // 0: the node's socket; 1..extra_sockets(): the extra ones
   };
   struct target {
     udp_endpoint endpoint;
     enum class origin { candidate, predicted, learnt } from = origin::candidate;
     time_point next_check{};
     unsigned checks = 0;
+    unsigned socket = 0;  // checked from this socket
   };
 
   // `local` is our socket's endpoint (an IPv4 one skips the peer's IPv6
@@ -73,17 +100,27 @@ class punch_session {
   // time_point::max() once finished.
   time_point next_wakeup() const noexcept;
 
-  // A STUN datagram that arrived from `from`. Returns the answer to send
-  // back to `from` when it is an authenticated check from the peer;
-  // nullopt otherwise (an answer to our check is consumed here too).
-  std::optional<bytes> on_datagram(byte_span d, const udp_endpoint& from, time_point now);
+  // A STUN datagram that arrived from `from` on `socket`. Returns the
+  // answer to send back to `from` from that socket when it is an
+  // authenticated check from the peer; nullopt otherwise (an answer to our
+  // check is consumed here too).
+  std::optional<bytes> on_datagram(byte_span d, const udp_endpoint& from, time_point now,
+                                   unsigned socket = 0);
   // Whether `d` is a check or an answer of this session (by USERNAME or
   // transaction id), without acting on it: for demultiplexing.
   bool claims(byte_span d) const;
 
   punch_state state() const noexcept { return state_; }
-  // The peer's endpoint that answered, once succeeded.
+  // The peer's endpoint that answered, once succeeded, and which of our
+  // sockets the path uses.
   const std::optional<udp_endpoint>& path() const noexcept { return path_; }
+  unsigned path_socket() const noexcept { return path_socket_; }
+  spray_role spray() const noexcept { return spray_; }
+  // How many extra sockets the driver must open (sockets role), else 0.
+  unsigned extra_sockets() const noexcept {
+    return spray_ == spray_role::sockets ? cfg_.spray_sockets : 0;
+  }
+  std::size_t probes_sent() const noexcept { return probes_sent_; }
   // Where the peer saw us (the answer's XOR-MAPPED-ADDRESS), once succeeded.
   const std::optional<udp_endpoint>& seen_as() const noexcept { return seen_as_; }
   bool controlling() const noexcept { return controlling_; }
@@ -94,8 +131,10 @@ class punch_session {
 
  private:
   punch_session() = default;
-  bool add_target(const udp_endpoint& ep, target::origin o, time_point when, bool first);
-  bytes check_to(const udp_endpoint& to);
+  bool add_target(const udp_endpoint& ep, target::origin o, time_point when, bool first,
+                  unsigned socket = 0);
+  bytes check_to(const udp_endpoint& to, unsigned socket);
+  void emit_spray(time_point now, std::vector<datagram>& out);
 
   punch_config cfg_;
   secure::key32 key_{};
@@ -108,11 +147,20 @@ class punch_session {
   struct pending {
     stun::transaction_id id;
     udp_endpoint to;
+    unsigned socket = 0;
   };
   std::deque<pending> pending_;  // recent checks, bounded
   punch_state state_ = punch_state::running;
   std::optional<udp_endpoint> path_, seen_as_;
+  unsigned path_socket_ = 0;
   std::size_t sent_ = 0, answered_ = 0;
+  // Multi-socket probing.
+  spray_role spray_ = spray_role::none;
+  udp_endpoint spray_to_;  // sockets: the peer's reflexive endpoint; ports: its NAT's address
+  time_point next_spray_{}, round_start_{};
+  unsigned spray_cursor_ = 1;  // sockets: the next socket to check from
+  std::size_t probes_sent_ = 0;
+  std::vector<std::uint16_t> probe_ports_;  // ports: a shuffled order to probe in
 };
 
 }  // namespace crust::nat

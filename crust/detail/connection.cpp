@@ -21,7 +21,11 @@ constexpr std::size_t read_buffer_size = 256 * 1024;
 // Seal up to this much before each write: fewer syscalls for small
 // messages, bounded latency for large ones.
 constexpr std::size_t batch_limit = 256 * 1024;
+// After our close is out, the reader stays until the peer's close arrives,
+// the peer has been silent this long, or the hard limit passes: a peer
+// still flushing what it sent before it saw our close loses nothing.
 constexpr auto close_linger = seconds(2);
+constexpr auto close_linger_limit = seconds(30);
 }  // namespace
 
 connection::connection(transport::stream s, secure::handshake_result hs, const config& cfg,
@@ -218,8 +222,16 @@ asio::awaitable<error_code> connection::writer() {
       // Our close is out; half-close and let the reader see the peer's end.
       stream_.shutdown_send();
       timer linger(stream_.get_executor());
-      linger.expires_after(close_linger);
-      co_await linger.async_wait(as_tuple(use_awaitable));
+      // The peer closed first (it replaced this connection): nothing more
+      // will come.
+      if (replaced_by_peer_) co_return make_error_code(errc::duplicate_connection);
+      const auto limit = clock::now() + close_linger_limit;
+      for (;;) {
+        const auto quiet_until = std::min(last_received_ + close_linger, limit);
+        if (clock::now() >= quiet_until) break;
+        linger.expires_at(quiet_until);
+        co_await linger.async_wait(as_tuple(use_awaitable));
+      }
       co_return make_error_code(errc::timed_out);
     }
     if ((queue_.empty() || awaiting_hello_) && control_.empty() && !heartbeat_due_ && !closing_)
@@ -296,7 +308,21 @@ asio::awaitable<error_code> connection::reader() {
         bool ended = false;
         error_code why;
         if (auto h = handle(*rec, ended, why); !h) co_return h.error();
-        if (ended) co_return why;
+        if (ended && why == errc::duplicate_connection && (!queue_.empty() || writing_)) {
+          // The peer replaced this connection, and lingers to read what we
+          // still send: flush our queue to it and close; the writer ends
+          // the connection when its close is out.
+          replaced_by_peer_ = true;
+          close(close_reason::duplicate, "replaced");
+          timer idle(stream_.get_executor());
+          idle.expires_at(time_point::max());
+          co_await idle.async_wait(as_tuple(use_awaitable));
+          co_return why;
+        }
+        if (ended) {
+          if (why == errc::duplicate_connection && !close_sent_) replaced_by_peer_ = true;
+          co_return why;
+        }
         if (auto* h = std::get_if<secure::incoming_hello>(&*rec)) {
           secure::incoming_hello hello = *h;
           co_await on_hello(hello);
@@ -358,7 +384,7 @@ asio::awaitable<error_code> connection::run() {
     why = make_error_code(errc::not_allowed);
   end_reason_ = why;
   admission_.notify();
-  if (close_sent_ &&
+  if (close_sent_ && !replaced_by_peer_ &&
       (why == errc::peer_closed || why == errc::timed_out || why == errc::duplicate_connection))
     why = make_error_code(errc::peer_closed);  // we closed, and it ended as it should
   run_over_ = true;

@@ -87,6 +87,11 @@ class connection : public std::enable_shared_from_this<connection> {
   // Closes the socket at once.
   void abort() noexcept;
 
+  // The peer closed this connection as a duplicate (it keeps another one
+  // to us): what we had queued is still flushed to it, but new messages
+  // belong on the connection that replaces this one.
+  bool replaced_by_peer() const noexcept { return replaced_by_peer_; }
+
   // What the peer said when it closed ("shutdown: service stopping"), or "".
   std::string peer_close_detail() const;
 
@@ -134,6 +139,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool close_sent_ = false;
   bool ended_ = false;
   bool delivering_ = false;  // the reader waits on the owner, not on the peer
+  bool replaced_by_peer_ = false;
   close_reason close_reason_ = close_reason::normal;
   std::string close_text_;
   std::optional<secure::incoming_close> peer_close_;

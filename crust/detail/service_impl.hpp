@@ -322,6 +322,22 @@ class service::impl final : public detail::connection_owner,
         : session(std::move(s)), wake(ex) {}
     nat::punch_session session;
     notifier wake;
+    // Multi-socket probing's extra sockets (session.extra_sockets() of
+    // them, socket i at [i - 1]); the one a path goes through is handed on.
+    std::vector<std::shared_ptr<transport::udp_mux>> extra;
+    std::shared_ptr<transport::udp_mux> handed_on;  // its new holder closes it
+    void close_extra() {
+      for (auto& m : extra)
+        if (m && m != handed_on) m->close();
+      extra.clear();
+    }
+  };
+  // Where a punch got through: the peer's endpoint, and the socket of
+  // ours it goes through (null: the node's own).
+  struct punched {
+    asio::ip::udp::endpoint path;
+    std::shared_ptr<transport::udp_mux> socket;
+    nat::spray_role spray = nat::spray_role::none;
   };
 
   // A STUN datagram some punch in progress claims: it answers (checks
@@ -331,22 +347,31 @@ class service::impl final : public detail::connection_owner,
   // A dual-stack socket reaches IPv4 endpoints through mapped addresses.
   asio::ip::udp::endpoint for_socket(const asio::ip::udp::endpoint& e) const;
 
-  // Runs one punch on the node's UDP socket: the peer's endpoint that
-  // answered. A session that succeeded keeps answering the peer's checks
-  // until its deadline (the peer may not have had our answer yet). Errors:
-  // not_connected (no UDP socket), timed_out (the session's deadline),
-  // malformed (no UDP candidate), duplicate_connection (the peer connected
-  // to us meanwhile, by any transport), shutting_down, cancelled.
-  asio::awaitable<result<asio::ip::udp::endpoint>> punch_udp(
-      const nat::private_connection_info& mine, const nat::connection_info& theirs,
-      nat::punch_config pc);
+  // Runs one punch on the node's UDP socket (and, for multi-socket
+  // probing, the extra sockets the session asks for): the peer's endpoint
+  // that answered, and our socket. A session that succeeded keeps
+  // answering the peer's checks until its deadline (the peer may not have
+  // had our answer yet). Errors: not_connected (no UDP socket), timed_out
+  // (the session's deadline), malformed (no UDP candidate),
+  // duplicate_connection (the peer connected to us meanwhile, by any
+  // transport), shutting_down, cancelled.
+  asio::awaitable<result<punched>> punch_udp(const nat::private_connection_info& mine,
+                                             const nat::connection_info& theirs,
+                                             nat::punch_config pc);
 
   // Keeps a succeeded punch answering until `until`, then forgets it.
   asio::awaitable<void> linger(std::shared_ptr<punch_run> run, time_point until);
 
   // The UDP attempt of a rendezvous: punch, then the controlling side (the
-  // larger id) dials µTP over the path while the other waits for it (or
-  // for any connection from that peer) within the handshake timeout.
+  // larger id; under multi-socket probing, the side with the sockets)
+  // dials µTP over the path while the other waits for it (or for any
+  // connection from that peer) within the handshake timeout. A path
+  // through an extra socket gets a µTP manager of its own, kept while the
+  // connection over it lives.
+  asio::awaitable<result<peer_info>> utp_over_extra(punched p, peer_key key);
+  asio::awaitable<void> keep_socket(std::shared_ptr<transport::udp_mux> mux,
+                                    std::shared_ptr<utp::manager> mgr,
+                                    std::shared_ptr<connection> conn);
   asio::awaitable<result<peer_info>> punch_then_utp(nat::private_connection_info mine,
                                                     nat::connection_info theirs,
                                                     nat::punch_config pc);
@@ -406,6 +431,23 @@ class service::impl final : public detail::connection_owner,
   std::size_t mappings_unsettled_ = 0;        // without their first answer yet
   notifier mapping_settled_;
   std::map<public_id, std::shared_ptr<connection>> peers_;
+  // Messages sent to a peer whose connection it has replaced, until the
+  // replacement is ours too (then they go on it, in order) or the wait
+  // for it ends (then they are reported dropped): a switch of paths
+  // refuses no send. Bounded by send_queue_bytes per peer.
+  struct parked_message {
+    bytes payload;
+    send_options opts;
+  };
+  struct parked_sends {
+    std::deque<parked_message> messages;
+    std::size_t bytes = 0;
+  };
+  std::map<public_id, parked_sends> parked_;
+  std::set<public_id> awaiting_replacement_;
+  result<void> park(const public_id& peer, bytes& payload, send_options opts);
+  void unpark(const public_id& peer, connection& onto);
+  void drop_parked(const public_id& peer);
   std::deque<event> events_;
   std::size_t queued_messages_ = 0;
   notifier event_ready_;

@@ -16,11 +16,18 @@
 # bootstraps off R; A runs `crust-node reach B --via R`: infos through R,
 # a synchronised punch raced against TCP dials, and a relay circuit
 # through R when no direct path comes. One message must come back. The
-# matrix is printed: connected, path, transport, time to connect.
+# matrix is printed: connected, path, transport, the time of the whole
+# reach call (bootstrap, both infos with their STUN work, the punch) and
+# of the rendezvous alone (from both infos in hand to the admitted
+# connection; none for the relay, which follows it).
 # Expected: every pair connected; a direct path (direct, punched or
 # mapped) wherever one side is endpoint-independent, public or mapped;
-# relayed for port-restricted cone or symmetric against symmetric (the
-# NATs allow nothing else without multi-socket probing, not built).
+# for a port-restricted cone against symmetric, through multi-socket
+# probing (the cone side opens many sockets, the symmetric side sprays
+# checks at random ports); relayed only for symmetric against symmetric.
+# Two more rows: symmetric dialling the cone (the roles reversed), and
+# cone against cone with TCP only (TCP simultaneous open through both
+# NATs).
 # Every process is bounded by `timeout` and killed by PID, pass or fail.
 # Needs root; exits 77 (skipped) without it. This kernel has no netem:
 # the links are veth (sub-millisecond), so times are processing times.
@@ -163,15 +170,16 @@ name_of() {
 }
 rows=()
 # One pair: A of type $1 on side $2 reaches B of type $3 on side $4.
-# $5: the expected path class, "direct" (not relayed) or "relayed".
+# $5: the expected path class, "direct" (not relayed) or "relayed";
+# $6: extra flags for `reach` and a tag suffix (e.g. "--tcp-only").
 try_pair() {
-  local ta=$1 sa=$2 tb=$3 sb=$4 expect=$5 tag="$1-$3"
+  local ta=$1 sa=$2 tb=$3 sb=$4 expect=$5 flags=${6:-} tag="$1-$3${6:+$6}"
   [ "$ta" != upnp ] && set_nat "$sa" "$ta"
   [ "$tb" != upnp ] && set_nat "$sb" "$tb"
   local ha=${HOST[$sa]} hb=${HOST[$sb]} aa ab
   aa=$(in_ns "$ha" ip -4 -o addr show dev eth0 | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p')
   ab=$(in_ns "$hb" ip -4 -o addr show dev eth0 | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p')
-  nsenter -t "$hb" -n -- timeout 60 "$NODE" run --json --echo --key "$work/$sb.key" \
+  nsenter -t "$hb" -n -- timeout 60 "$NODE" -vv run --json --echo --key "$work/$sb.key" \
     --config "$work/$sb.json" --address "$ab" --for 50 > "$work/$tag.b.out" 2>&1 &
   local bp=$!
   pids+=("$bp")
@@ -182,17 +190,19 @@ try_pair() {
     return
   fi
   in_ns "$ha" timeout 60 "$NODE" -vv reach "$(id_of "$sb")" --via 198.18.0.1:5483 --via-key "$RKEY" \
-    --message "hello $tag" --json --key "$work/$sa.key" --config "$work/$sa.json" \
+    --message "hello $tag" $flags --json --key "$work/$sa.key" --config "$work/$sa.json" \
     --address "$aa" > "$work/$tag.a.out" 2> "$work/$tag.a.err"
   local rc=$?
   kill -TERM "$bp" 2>/dev/null
   wait "$bp" 2>/dev/null
-  local path transport ms connected=no
+  local path transport ms rv connected=no
   path=$(field "$work/$tag.a.out" path)
   transport=$(field "$work/$tag.a.out" transport)
   ms=$(field "$work/$tag.a.out" connect_ms)
+  # The rendezvous alone: from both infos in hand to the admitted connection.
+  rv=$(sed -n 's/.*rendezvous with .* after \([0-9.]*\) ms.*/\1/p' "$work/$tag.a.err" | tail -1)
   if [ $rc -eq 0 ] && grep -q '"event":"echoed"' "$work/$tag.a.out"; then connected=yes; fi
-  rows+=("$(printf '%-22s %-22s %-9s %-9s %-9s %s' "$(name_of "$ta")" "$(name_of "$tb")" "$connected" "${path:--}" "${transport:--}" "${ms:+$(printf '%.1f ms' "$ms")}")")
+  rows+=("$(printf '%-22s %-22s %-9s %-9s %-9s %-12s %s' "$(name_of "$ta")" "$(name_of "$tb")" "$connected" "${path:--}" "${transport:--}" "${ms:+$(printf '%.1f ms' "$ms")}" "${rv:+$rv ms}")")
   if [ $connected != yes ]; then
     bad "$tag: not connected (exit $rc): $(cat "$work/$tag.a.out" "$work/$tag.a.err" | tail -5)"
   elif [ "$expect" = relayed ] && [ "$path" != relayed ]; then
@@ -211,14 +221,16 @@ types=(public full cone sym)
 for i in 0 1 2 3; do
   for j in $(seq $i 3); do
     ta=${types[$i]} tb=${types[$j]} expect=direct
-    if { [ "$ta" = cone ] || [ "$ta" = sym ]; } && [ "$tb" = sym ]; then expect=relayed; fi
+    if [ "$ta" = sym ] && [ "$tb" = sym ]; then expect=relayed; fi
     wanted "$ta-$tb" && try_pair "$ta" a "$tb" b "$expect"
   done
 done
 for t in public full cone sym; do wanted "$t-upnp" && try_pair "$t" a upnp c direct; done
+wanted sym-cone && try_pair sym a cone b direct
+wanted cone-cone--tcp-only && try_pair cone a cone b direct --tcp-only
 
 echo
-printf '%-22s %-22s %-9s %-9s %-9s %s\n' "host_a behind" "host_b behind" connected path transport "time to connect"
+printf '%-22s %-22s %-9s %-9s %-9s %-12s %s\n' "host_a behind" "host_b behind" connected path transport "reach call" "rendezvous"
 for r in "${rows[@]}"; do echo "$r"; done
 echo
 echo "$failures failed"

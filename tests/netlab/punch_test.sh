@@ -2,19 +2,21 @@
 # UDP hole punching between two crust-node processes behind two real
 # nftables NAT routers, with µTP over the punched path:
 #
-#   pub    198.18.0.1 on a bridge       the "internet", and a crust-node
-#                                       observer both ask (STUN)
+#   pub    198.18.0.1, .2 on a bridge   the "internet", and two crust-node
+#                                       observers both ask (STUN)
 #   rtr_a  wan 198.18.0.11, lan 198.19.1.1 ── host_a 198.19.1.2
 #   rtr_b  wan 198.18.0.12, lan 198.19.2.1 ── host_b 198.19.2.2
 #
 # For each pair of NATs, both hosts run `crust-node rendezvous --udp-only`:
 # each prepares its connection info (host and reflexive candidates, the
 # NAT hint), they swap the files (out of band), punch, and the larger id
-# dials µTP over the path; one message goes each way. Expected: direct
-# for every pair where one side lets the other in (cone with cone, full
-# cone with anything), no direct path for a port-restricted cone or a
-# symmetric NAT against a symmetric NAT with random ports (those need the
-# relay, not built yet). The matrix is printed. Every process is bounded
+# (under multi-socket probing, the side with the sockets) dials µTP over
+# the path; one message goes each way. Expected: direct for every pair
+# where one side lets the other in (cone with cone, full cone with
+# anything), and for a port-restricted cone against a symmetric NAT with
+# random ports by multi-socket probing (both orders); no direct path for
+# symmetric against symmetric (that takes the relay: matrix_test.sh).
+# The matrix is printed. Every process is bounded
 # by `timeout` and killed by PID at the end, pass or fail. Needs root;
 # exits 77 (skipped) without it. This kernel has no netem, so the times
 # are those of veth links (sub-millisecond).
@@ -37,6 +39,7 @@ new_ns; RB=$NS
 new_ns; HB=$NS
 in_ns "$PUB" ip link add br0 type bridge
 in_ns "$PUB" ip addr add 198.18.0.1/24 dev br0
+in_ns "$PUB" ip addr add 198.18.0.2/24 dev br0
 for side in a b; do
   if [ $side = a ]; then r=$RA h=$HA n=1 w=198.18.0.11; else r=$RB h=$HB n=2 w=198.18.0.12; fi
   in_ns "$PUB" ip link add "wan_$side" type veth peer name wan0 netns "$r"
@@ -56,14 +59,19 @@ in_ns "$PUB" ip link set lo up
 in_ns "$PUB" ip link set br0 up
 # The public side has no route to either LAN: only NAT gets through.
 
-"$NODE" id --key "$work/o.key" >/dev/null
+# Two observers at two addresses: with one, the NAT's mapping (and so
+# whether multi-socket probing applies) cannot be told.
+stun=()
+for o in 1 2; do
+  "$NODE" id --key "$work/o$o.key" >/dev/null
+  nsenter -t "$PUB" -n -- timeout 180 "$NODE" listen --json --key "$work/o$o.key" \
+    --address "198.18.0.$o" --port 0 --for 170 > "$work/o$o.out" 2>&1 &
+  pids+=($!)
+  wait_for "$work/o$o.out" '"listening"' 20 || { echo "FAIL: observer $o did not start"; exit 1; }
+  stun+=(--stun "198.18.0.$o:$(sed -n 's/.*"event":"listening".*"udp":"[^"]*:\([0-9]*\)".*/\1/p' "$work/o$o.out" | head -1)")
+done
 "$NODE" id --key "$work/a.key" >/dev/null
 "$NODE" id --key "$work/b.key" >/dev/null
-nsenter -t "$PUB" -n -- timeout 180 "$NODE" listen --json --key "$work/o.key" \
-  --address 198.18.0.1 --port 0 --for 170 > "$work/o.out" 2>&1 &
-pids+=($!)
-wait_for "$work/o.out" '"listening"' 20 || { echo "FAIL: the observer did not start"; exit 1; }
-u=$(sed -n 's/.*"event":"listening".*"udp":"[^"]*:\([0-9]*\)".*/\1/p' "$work/o.out" | head -1)
 
 declare -A rule=([cone]="masquerade" [full]="masquerade" [sym]="masquerade fully-random")
 declare -A extra=([cone]="" [full]="full" [sym]="")
@@ -78,12 +86,12 @@ pair() {
   rm -f "$work/a.info" "$work/b.info"
   in_ns "$HA" timeout 40 "$NODE" rendezvous --json --key "$work/a.key" --address 198.19.1.2 \
     --info-out "$work/a.info" --peer-info "$work/b.info" --udp-only --wait 30 \
-    --stun "198.18.0.1:$u" --message "from a" > "$work/$name.a" 2>&1 &
+    "${stun[@]}" --message "from a" > "$work/$name.a" 2>&1 &
   local pa=$!
   pids+=("$pa")
   in_ns "$HB" timeout 40 "$NODE" rendezvous --json --key "$work/b.key" --address 198.19.2.2 \
     --info-out "$work/b.info" --peer-info "$work/a.info" --udp-only --wait 30 \
-    --stun "198.18.0.1:$u" --message "from b" > "$work/$name.b" 2>&1 &
+    "${stun[@]}" --message "from b" > "$work/$name.b" 2>&1 &
   local pb=$!
   pids+=("$pb")
   wait "$pa"; wait "$pb"
@@ -112,7 +120,8 @@ pair cone cone yes
 pair cone full yes
 pair full sym yes
 pair sym full yes
-pair cone sym no
+pair cone sym yes
+pair sym cone yes
 pair sym sym no
 
 echo

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "crust/base/clock.hpp"
+#include "crust/base/log.hpp"
 #include "crust/base/race.hpp"
 #include "crust/config.hpp"
 #include "crust/secure/frame.hpp"
@@ -15,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/write.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -24,8 +26,30 @@ namespace crust::test {
 
 namespace asio = boost::asio;
 
+// CRUST_TEST_LOG=debug (or trace, info) prints the library's log to
+// stderr, each line with the seconds since the test began: for a test
+// that fails only now and then.
+inline void log_from_env() {
+  const char* v = std::getenv("CRUST_TEST_LOG");
+  if (!v) return;
+  const std::string want = v;
+  const auto level = want == "trace"   ? log_level::trace
+                     : want == "debug" ? log_level::debug
+                                       : log_level::info;
+  const auto t0 = clock::now();
+  set_log_handler(
+      [t0](log_level l, std::string_view component, std::string_view msg) {
+        const double s = std::chrono::duration<double>(clock::now() - t0).count();
+        std::fprintf(stderr, "%8.3f [%s] %.*s: %.*s\n", s, std::string(to_string(l)).c_str(),
+                     static_cast<int>(component.size()), component.data(),
+                     static_cast<int>(msg.size()), msg.data());
+      },
+      level);
+}
+
 inline void run(const std::function<asio::awaitable<void>(asio::io_context&)>& body,
                 duration limit = seconds(120)) {
+  log_from_env();
   asio::io_context io;
   bool done = false;
   std::exception_ptr err;

@@ -24,6 +24,7 @@ constexpr auto latency = std::chrono::milliseconds(10);
 struct side {
   std::optional<model> nat;  // none: a public host
   udp_endpoint local;
+  std::vector<udp_endpoint> extra;  // the extra sockets a spraying session asked for
   std::optional<private_connection_info> info;
   std::optional<punch_session> s;
   ip::address external() const { return nat ? nat->external() : local.address(); }
@@ -40,6 +41,11 @@ nat_hint hint_of(const std::optional<model::config>& c) {
                  : c->alloc == model::allocation::sequential ? allocation_behaviour::sequential
                                                              : allocation_behaviour::random;
   h.port_step = c->alloc == model::allocation::sequential ? c->step : 0;
+  h.filtering = c->filter == model::filtering::endpoint_independent
+                    ? filtering_behaviour::endpoint_independent
+                : c->filter == model::filtering::address_dependent
+                    ? filtering_behaviour::address_dependent
+                    : filtering_behaviour::address_and_port_dependent;
   return h;
 }
 
@@ -87,31 +93,44 @@ outcome punch(side& a, side& b, punch_config cfg = {}) {
   REQUIRE(sb);
   a.s.emplace(std::move(*sa));
   b.s.emplace(std::move(*sb));
+  for (side* s : {&a, &b}) {
+    s->extra.clear();
+    for (unsigned i = 1; i <= s->s->extra_sockets(); ++i)
+      s->extra.emplace_back(s->local.address(), static_cast<std::uint16_t>(s->local.port() + i));
+  }
+  auto socket_of = [](side& s, unsigned i) { return i == 0 ? s.local : s.extra.at(i - 1); };
   struct packet {
     time_point at;
     udp_endpoint from, to;  // `from`: the source after the sender's NAT
     bytes data;
   };
   std::deque<packet> wire;
-  auto send = [&](side& from, const udp_endpoint& to, bytes d, time_point now) {
-    const auto src = from.nat ? from.nat->outbound(from.local, to, now) : from.local;
+  auto send = [&](side& from, unsigned socket, const udp_endpoint& to, bytes d, time_point now) {
+    const auto sock = socket_of(from, socket);
+    const auto src = from.nat ? from.nat->outbound(sock, to, now) : sock;
     wire.push_back({now + latency, src, to, std::move(d)});
   };
   outcome o;
   for (auto now = t0; now < t0 + cfg.deadline + std::chrono::seconds(1);
        now += std::chrono::milliseconds(1)) {
     for (side* s : {&a, &b})
-      for (auto& d : s->s->poll(now)) send(*s, d.to, std::move(d.data), now);
+      for (auto& d : s->s->poll(now)) send(*s, d.socket, d.to, std::move(d.data), now);
     while (!wire.empty() && wire.front().at <= now) {
       auto p = std::move(wire.front());
       wire.pop_front();
       for (side* s : {&a, &b}) {
         if (p.to.address() != s->external()) continue;
         auto inside = s->nat ? s->nat->inbound(p.from, p.to, now) : std::optional{p.to};
-        if (inside != s->local) continue;  // filtered, or no such mapping
-        if (auto answer = s->s->on_datagram(p.data, p.from, now)) {
+        if (!inside) continue;  // filtered, or no such mapping
+        unsigned socket = 0;
+        if (*inside != s->local) {
+          auto e = std::find(s->extra.begin(), s->extra.end(), *inside);
+          if (e == s->extra.end()) continue;  // a socket nobody holds
+          socket = static_cast<unsigned>(e - s->extra.begin()) + 1;
+        }
+        if (auto answer = s->s->on_datagram(p.data, p.from, now, socket)) {
           CHECK(answer->size() <= p.data.size());  // never amplifies
-          send(*s, p.from, std::move(*answer), now);
+          send(*s, socket, p.from, std::move(*answer), now);
         }
       }
     }
@@ -176,7 +195,7 @@ TEST_CASE("punch: which pairs of NATs get a direct path") {
       {"public x symmetric", std::nullopt, symmetric(), true},
       {"full cone x symmetric", full_cone(), symmetric(), true},
       {"cone x full cone", cone(), full_cone(), true},
-      {"port-restricted cone x symmetric (random ports)", cone(), symmetric(), false},
+      {"port-restricted cone x symmetric (random ports), by probing", cone(), symmetric(), true},
       {"symmetric x symmetric (random ports)", symmetric(), symmetric(), false},
       {"sequential symmetric (step 1) x cone", symmetric(model::allocation::sequential, 1), cone(),
        true},
@@ -193,6 +212,93 @@ TEST_CASE("punch: which pairs of NATs get a direct path") {
     const auto expected = r.direct ? punch_state::succeeded : punch_state::failed;
     CHECK(o.a == expected);
     CHECK(o.b == expected);
+  }
+}
+
+TEST_CASE("punch: a cone and a random-port symmetric NAT meet by multi-socket probing") {
+  punch_config cfg;
+  cfg.deadline = std::chrono::seconds(5);
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    auto a = make_side(id_a(), cone(), "10.1.0.2", "198.18.1.1");
+    auto b = make_side(id_b(), symmetric(), "10.2.0.2", "198.18.2.1");
+    auto o = punch(a, b, cfg);
+    REQUIRE(o.a == punch_state::succeeded);
+    REQUIRE(o.b == punch_state::succeeded);
+    CHECK(a.s->spray() == spray_role::ports);
+    CHECK(b.s->spray() == spray_role::sockets);
+    CHECK(b.s->extra_sockets() == cfg.spray_sockets);
+    // The symmetric side's path is one of its extra sockets; the cone's is
+    // its own socket, toward that socket's mapping.
+    CHECK(b.s->path_socket() > 0);
+    CHECK(a.s->path_socket() == 0);
+    CHECK(a.s->path() == b.s->seen_as());
+    CHECK(b.s->path() == a.s->seen_as());
+    // Bounded: the cone never probes more than spray_probes ports.
+    CHECK(a.s->probes_sent() <= cfg.spray_probes);
+    CHECK(a.s->probes_sent() > 0);
+    MESSAGE("probes until a hit: "
+            << a.s->probes_sent() << ", time "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(o.a_time).count() << " ms");
+  }
+  // Without probing it cannot work.
+  cfg.spray_sockets = 0;
+  auto a = make_side(id_a(), cone(), "10.1.0.2", "198.18.1.1");
+  auto b = make_side(id_b(), symmetric(), "10.2.0.2", "198.18.2.1");
+  auto o = punch(a, b, cfg);
+  CHECK(o.a == punch_state::failed);
+  CHECK(o.b == punch_state::failed);
+  CHECK(a.s->spray() == spray_role::none);
+}
+
+TEST_CASE("punch: probing is only for a hard NAT against an easy one") {
+  struct row {
+    const char* name;
+    std::optional<model::config> a, b;
+    spray_role a_role, b_role;
+  };
+  const std::vector<row> rows = {
+      {"cone x cone", cone(), cone(), spray_role::none, spray_role::none},
+      {"full cone x symmetric", full_cone(), symmetric(), spray_role::none, spray_role::none},
+      {"public x symmetric", std::nullopt, symmetric(), spray_role::none, spray_role::none},
+      {"symmetric x symmetric", symmetric(), symmetric(), spray_role::none, spray_role::none},
+      {"sequential symmetric x cone", symmetric(model::allocation::sequential, 1), cone(),
+       spray_role::none, spray_role::none},
+      {"symmetric x cone", symmetric(), cone(), spray_role::sockets, spray_role::ports},
+  };
+  for (const auto& r : rows) {
+    CAPTURE(r.name);
+    auto a = make_side(id_a(), r.a, "10.1.0.2", "198.18.1.1");
+    auto b = make_side(id_b(), r.b, "10.2.0.2", "198.18.2.1");
+    auto sa = punch_session::start(*a.info, b.info->pub(), a.local, t0);
+    auto sb = punch_session::start(*b.info, a.info->pub(), b.local, t0);
+    REQUIRE(sa);
+    REQUIRE(sb);
+    CHECK(sa->spray() == r.a_role);
+    CHECK(sb->spray() == r.b_role);
+  }
+}
+
+TEST_CASE("punch: a port mapping on the easy side means no probing, on both sides alike") {
+  // The cone side's info holds a mapped candidate (reflexive too, or only
+  // mapped as when the two are the same endpoint): each side must reach
+  // the same verdict from the same two infos, or neither dials.
+  for (const bool with_reflexive : {true, false}) {
+    CAPTURE(with_reflexive);
+    auto a = make_side(id_a(), symmetric(), "10.1.0.2", "198.18.1.1");
+    auto b = make_side(id_b(), cone(), "10.2.0.2", "198.18.2.1");
+    std::vector<candidate> cs;
+    for (const auto& c : b.info->pub().candidates)
+      if (c.kind != candidate_kind::reflexive || with_reflexive) cs.push_back(c);
+    cs.push_back(
+        {candidate_transport::udp, candidate_kind::mapped, ip::make_address("198.18.2.1"), 40000});
+    b.info.emplace(private_connection_info::prepare(id_b(), "crust", cs, hint_of(cone()), t_unix));
+    auto sa = punch_session::start(*a.info, b.info->pub(), a.local, t0);
+    auto sb = punch_session::start(*b.info, a.info->pub(), b.local, t0);
+    REQUIRE(sa);
+    REQUIRE(sb);
+    CHECK(sa->spray() == spray_role::none);
+    CHECK(sb->spray() == spray_role::none);
   }
 }
 
