@@ -29,8 +29,11 @@
 # cone against cone with TCP only (TCP simultaneous open through both
 # NATs).
 # Every process is bounded by `timeout` and killed by PID, pass or fail.
-# Needs root; exits 77 (skipped) without it. This kernel has no netem:
-# the links are veth (sub-millisecond), so times are processing times.
+# Needs root; exits 77 (skipped) without it. This kernel has no netem
+# (nor fq, nor nftables' queue): the links are veth (sub-millisecond), so
+# times are processing times. MATRIX_DELAY_MS=N puts each router's uplink
+# through delay_link.py instead (TAP devices and a user-space relay that
+# holds every frame N ms), so host to host is 4N ms round trip.
 # Usage: matrix_test.sh CRUST_NODE_BINARY
 set -uo pipefail
 NODE=${1:?usage: matrix_test.sh CRUST_NODE_BINARY}
@@ -60,7 +63,21 @@ for side in a b c; do
   new_ns; RTR[$side]=$NS
   new_ns; HOST[$side]=$NS
   r=${RTR[$side]} h=${HOST[$side]}
-  in_ns "$PUB" ip link add "wan_$side" type veth peer name wan0 netns "$r"
+  if [ "${MATRIX_DELAY_MS:-0}" = 0 ]; then
+    in_ns "$PUB" ip link add "wan_$side" type veth peer name wan0 netns "$r"
+  else
+    # The router's uplink through delay_link.py: two TAP devices, moved
+    # into place once it holds them.
+    tp="dl$$${side}p" tr="dl$$${side}r"
+    timeout "$LAB_SECONDS" python3 "$(dirname "$0")/delay_link.py" --a "$tp" --b "$tr" \
+      --ms "$MATRIX_DELAY_MS" --seconds "$LAB_SECONDS" > "$work/delay_$side.out" 2>&1 &
+    pids+=($!)
+    wait_for "$work/delay_$side.out" ready 10 || { echo "FAIL: delay_link.py did not start"; exit 1; }
+    ip link set "$tp" netns "$PUB"
+    ip link set "$tr" netns "$r"
+    in_ns "$PUB" ip link set "$tp" name "wan_$side"
+    in_ns "$r" ip link set "$tr" name wan0
+  fi
   in_ns "$PUB" ip link set "wan_$side" master br0 up
   in_ns "$r" ip link add lan0 type veth peer name eth0 netns "$h"
   in_ns "$r" ip addr add "198.18.0.1$n/24" dev wan0
