@@ -70,9 +70,7 @@ def main():
             for _ in range(64):
                 try:
                     frame = os.read(fd, 65536)
-                except BlockingIOError:
-                    break
-                except OSError:
+                except OSError:  # nothing more to read (EAGAIN), or the device is gone
                     break
                 out = other[fd]
                 if queued[out] >= args.queue:

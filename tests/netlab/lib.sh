@@ -90,3 +90,105 @@ table ip crust_nat {
 }
 EOF
 }
+
+# A port-restricted cone on router namespace $1 (wan0, lan0) for host $2
+# that runs miniupnpd (UPnP-IGD, NAT-PMP, PCP) for LAN $3 (a /24) and
+# lets in what miniupnpd forwards (DNAT). miniupnpd's WAN address is a
+# reserved one, so it learns its public address from stund, started here
+# in the public namespace $4 on 198.18.0.1 and .2 (the router lets in
+# its answers, which come from several ports and both addresses). $5:
+# how long both may run, in seconds. Returns once miniupnpd listens;
+# exits the script if it does not. Sets MINIUPNPD (its PID).
+miniupnpd_router() {
+  local rtr=$1 host=$2 lan=$3 pub=$4 seconds=$5
+  nat_router "$rtr" "$host" masquerade
+  in_ns "$rtr" nft add rule ip crust_nat forward ct status dnat accept
+  in_ns "$rtr" nft insert rule ip crust_nat input ip saddr 198.18.0.1-198.18.0.2 udp sport 3478-3479 accept
+  # Debian's nft_init.sh is broken: miniupnpd's table and chains, made
+  # here and named in its config.
+  in_ns "$rtr" nft -f - <<'NFT'
+table inet miniupnpd {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
+  chain postrouting_miniupnpd { }
+}
+NFT
+  nsenter -t "$pub" -n -- timeout "$seconds" /usr/sbin/stund -h 198.18.0.1 -a 198.18.0.2 \
+    > "$work/stund.out" 2>&1 &
+  pids+=($!)
+  cat > "$work/miniupnpd.conf" <<CONF
+ext_ifname=wan0
+listening_ip=lan0
+port=5000
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+notify_interval=60
+uuid=3c1b2f0e-1111-4222-8333-944455556666
+ext_perform_stun=yes
+ext_stun_host=198.18.0.1
+ext_stun_port=3478
+upnp_table_name=miniupnpd
+upnp_nat_table_name=miniupnpd
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 $lan 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+CONF
+  sleep 0.3  # stund's sockets
+  nsenter -t "$rtr" -n -- timeout "$seconds" /usr/sbin/miniupnpd -d -f "$work/miniupnpd.conf" \
+    -P "$work/miniupnpd.pid" > "$work/miniupnpd.out" 2>&1 &
+  MINIUPNPD=$!
+  pids+=("$MINIUPNPD")
+  if ! wait_for "$work/miniupnpd.out" 'Listening for NAT-PMP/PCP traffic' 30; then
+    echo "FAIL: miniupnpd did not start: $(tail -20 "$work/miniupnpd.out")"
+    exit 1
+  fi
+}
+
+# Site $2 (1, 2, ...) on the "internet" bridge br0 of namespace $1: a
+# router namespace (wan0 198.18.0.1$2/24 on the bridge as port wan_$2,
+# lan0 198.19.$2.1/24, forwarding, default route via 198.18.0.1) and a
+# host namespace behind it (eth0 198.19.$2.2/24, default route via the
+# router). No NAT yet: see nat_router. With LAB_DELAY_MS set (and not
+# 0), the uplink goes through delay_link.py (two TAP devices and a
+# user-space relay holding every frame that long; this kernel has no
+# netem) instead of a veth. Sets SITE_ROUTER and SITE_HOST (namespace
+# PIDs).
+nat_site() {
+  local pub=$1 n=$2
+  new_ns; SITE_ROUTER=$NS
+  new_ns; SITE_HOST=$NS
+  local r=$SITE_ROUTER h=$SITE_HOST
+  if [ "${LAB_DELAY_MS:-0}" = 0 ]; then
+    in_ns "$pub" ip link add "wan_$n" type veth peer name wan0 netns "$r"
+  else
+    local tp="dl$$-${n}p" tr="dl$$-${n}r"
+    timeout "${LAB_SECONDS:-240}" python3 "$(dirname "${BASH_SOURCE[0]}")/delay_link.py" \
+      --a "$tp" --b "$tr" --ms "$LAB_DELAY_MS" --seconds "${LAB_SECONDS:-240}" \
+      > "$work/delay_$n.out" 2>&1 &
+    pids+=($!)
+    wait_for "$work/delay_$n.out" ready 10 || { echo "FAIL: delay_link.py did not start"; exit 1; }
+    ip link set "$tp" netns "$pub"
+    ip link set "$tr" netns "$r"
+    in_ns "$pub" ip link set "$tp" name "wan_$n"
+    in_ns "$r" ip link set "$tr" name wan0
+  fi
+  in_ns "$pub" ip link set "wan_$n" master br0 up
+  in_ns "$r" ip link add lan0 type veth peer name eth0 netns "$h"
+  in_ns "$r" ip addr add "198.18.0.1$n/24" dev wan0
+  in_ns "$r" ip addr add "198.19.$n.1/24" dev lan0
+  in_ns "$h" ip addr add "198.19.$n.2/24" dev eth0
+  for ns in "$r" "$h"; do in_ns "$ns" ip link set lo up; done
+  in_ns "$r" ip link set wan0 up
+  in_ns "$r" ip link set lan0 up
+  in_ns "$h" ip link set eth0 up
+  in_ns "$h" ip route add default via "198.19.$n.1"
+  in_ns "$r" ip route add default via 198.18.0.1
+  in_ns "$r" sysctl -qw net.ipv4.ip_forward=1
+}

@@ -33,7 +33,8 @@
 # (nor fq, nor nftables' queue): the links are veth (sub-millisecond), so
 # times are processing times. MATRIX_DELAY_MS=N puts each router's uplink
 # through delay_link.py instead (TAP devices and a user-space relay that
-# holds every frame N ms), so host to host is 4N ms round trip.
+# holds every frame N ms; lib.sh's nat_site), so host to host is 4N ms
+# round trip.
 # Usage: matrix_test.sh CRUST_NODE_BINARY
 set -uo pipefail
 NODE=${1:?usage: matrix_test.sh CRUST_NODE_BINARY}
@@ -45,7 +46,7 @@ for b in /usr/sbin/miniupnpd /usr/sbin/stund; do
   [ -x "$b" ] || { echo "FAIL: $b is not installed (.ci/install-deps.sh installs it)"; exit 1; }
 done
 
-LAB_NAME=matrix LAB_SECONDS=600
+LAB_NAME=matrix LAB_SECONDS=600 LAB_DELAY_MS=${MATRIX_DELAY_MS:-0}
 # shellcheck source=tests/netlab/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -60,36 +61,8 @@ in_ns "$PUB" sysctl -qw net.ipv4.ip_forward=1
 n=0
 for side in a b c; do
   n=$((n + 1))
-  new_ns; RTR[$side]=$NS
-  new_ns; HOST[$side]=$NS
-  r=${RTR[$side]} h=${HOST[$side]}
-  if [ "${MATRIX_DELAY_MS:-0}" = 0 ]; then
-    in_ns "$PUB" ip link add "wan_$side" type veth peer name wan0 netns "$r"
-  else
-    # The router's uplink through delay_link.py: two TAP devices, moved
-    # into place once it holds them.
-    tp="dl$$${side}p" tr="dl$$${side}r"
-    timeout "$LAB_SECONDS" python3 "$(dirname "$0")/delay_link.py" --a "$tp" --b "$tr" \
-      --ms "$MATRIX_DELAY_MS" --seconds "$LAB_SECONDS" > "$work/delay_$side.out" 2>&1 &
-    pids+=($!)
-    wait_for "$work/delay_$side.out" ready 10 || { echo "FAIL: delay_link.py did not start"; exit 1; }
-    ip link set "$tp" netns "$PUB"
-    ip link set "$tr" netns "$r"
-    in_ns "$PUB" ip link set "$tp" name "wan_$side"
-    in_ns "$r" ip link set "$tr" name wan0
-  fi
-  in_ns "$PUB" ip link set "wan_$side" master br0 up
-  in_ns "$r" ip link add lan0 type veth peer name eth0 netns "$h"
-  in_ns "$r" ip addr add "198.18.0.1$n/24" dev wan0
-  in_ns "$r" ip addr add "198.19.$n.1/24" dev lan0
-  in_ns "$h" ip addr add "198.19.$n.2/24" dev eth0
-  for ns in "$r" "$h"; do in_ns "$ns" ip link set lo up; done
-  in_ns "$r" ip link set wan0 up
-  in_ns "$r" ip link set lan0 up
-  in_ns "$h" ip link set eth0 up
-  in_ns "$h" ip route add default via "198.19.$n.1"
-  in_ns "$r" ip route add default via 198.18.0.1
-  in_ns "$r" sysctl -qw net.ipv4.ip_forward=1
+  nat_site "$PUB" $n
+  RTR[$side]=$SITE_ROUTER HOST[$side]=$SITE_HOST
   # Only a public (routed) host is reachable at its own address, and only
   # when its router forwards.
   in_ns "$PUB" ip route add "198.19.$n.0/24" via "198.18.0.1$n"
@@ -109,48 +82,8 @@ set_nat() {
   esac
 }
 
-# rtr_c: a port-restricted cone with miniupnpd, which lets in what it
-# forwards (DNAT) and the answers of the STUN server it asks.
-nat_router "${RTR[c]}" 198.19.3.2 masquerade
-in_ns "${RTR[c]}" nft add rule ip crust_nat forward ct status dnat accept
-in_ns "${RTR[c]}" nft insert rule ip crust_nat input ip saddr 198.18.0.1-198.18.0.2 udp sport 3478-3479 accept
-in_ns "${RTR[c]}" nft -f - <<'NFT'
-table inet miniupnpd {
-  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
-  chain miniupnpd { }
-  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
-  chain prerouting_miniupnpd { }
-  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
-  chain postrouting_miniupnpd { }
-}
-NFT
-nsenter -t "$PUB" -n -- timeout 590 /usr/sbin/stund -h 198.18.0.1 -a 198.18.0.2 > "$work/stund.out" 2>&1 &
-pids+=($!)
-cat > "$work/miniupnpd.conf" <<CONF
-ext_ifname=wan0
-listening_ip=lan0
-port=5000
-enable_natpmp=yes
-enable_upnp=yes
-secure_mode=yes
-system_uptime=yes
-notify_interval=60
-uuid=3c1b2f0e-1111-4222-8333-944455556667
-ext_perform_stun=yes
-ext_stun_host=198.18.0.1
-ext_stun_port=3478
-upnp_table_name=miniupnpd
-upnp_nat_table_name=miniupnpd
-upnp_forward_chain=miniupnpd
-upnp_nat_chain=prerouting_miniupnpd
-upnp_nat_postrouting_chain=postrouting_miniupnpd
-allow 1024-65535 198.19.3.0/24 1024-65535
-deny 0-65535 0.0.0.0/0 0-65535
-CONF
-sleep 0.3
-nsenter -t "${RTR[c]}" -n -- timeout 590 /usr/sbin/miniupnpd -d -f "$work/miniupnpd.conf" \
-  -P "$work/miniupnpd.pid" > "$work/miniupnpd.out" 2>&1 &
-pids+=($!)
+# rtr_c: a port-restricted cone with miniupnpd.
+miniupnpd_router "${RTR[c]}" 198.19.3.2 198.19.3.0/24 "$PUB" 590
 
 # R, the mutual peer, and O, a second STUN observer, on the public side.
 for k in r o a b c; do "$NODE" id --key "$work/$k.key" >/dev/null; done
@@ -167,10 +100,6 @@ wait_for "$work/r.out" '"listening"' 20 || { echo "FAIL: R did not start: $(cat 
 wait_for "$work/o.out" '"listening"' 20 || { echo "FAIL: O did not start"; exit 1; }
 udp_of() { sed -n 's/.*"event":"listening".*"udp":"\([^"]*\)".*/\1/p' "$1" | head -1; }
 O_UDP=$(udp_of "$work/o.out")
-if ! wait_for "$work/miniupnpd.out" 'Listening for NAT-PMP/PCP traffic' 30; then
-  echo "FAIL: miniupnpd did not start: $(tail -20 "$work/miniupnpd.out")"
-  exit 1
-fi
 for k in a b c; do
   cat > "$work/$k.json" <<EOF
 { "hard_coded_contacts": [ { "endpoint": "198.18.0.1:5483", "key": "$RKEY" } ],

@@ -55,56 +55,8 @@ in_ns "$RTR" ip route add default via 198.18.0.1  # miniupnpd wants a WAN route
 in_ns "$RTR" sysctl -qw net.ipv4.ip_forward=1
 
 # The NAT: a port-restricted cone that drops unsolicited inbound, but lets
-# in what miniupnpd forwards (DNAT) and the answers of the STUN server
-# miniupnpd asks from several ports (some answer from the other address).
-nat_router "$RTR" 198.19.1.2 masquerade
-in_ns "$RTR" nft add rule ip crust_nat forward ct status dnat accept
-in_ns "$RTR" nft insert rule ip crust_nat input ip saddr 198.18.0.1-198.18.0.2 udp sport 3478-3479 accept
-# Debian's nft_init.sh is broken: miniupnpd's table and chains, made here
-# and named in its config.
-in_ns "$RTR" nft -f - <<'NFT'
-table inet miniupnpd {
-  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
-  chain miniupnpd { }
-  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
-  chain prerouting_miniupnpd { }
-  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
-  chain postrouting_miniupnpd { }
-}
-NFT
-
-nsenter -t "$PUB" -n -- timeout 190 /usr/sbin/stund -h 198.18.0.1 -a 198.18.0.2 > "$work/stund.out" 2>&1 &
-pids+=($!)
-cat > "$work/miniupnpd.conf" <<CONF
-ext_ifname=wan0
-listening_ip=lan0
-port=5000
-enable_natpmp=yes
-enable_upnp=yes
-secure_mode=yes
-system_uptime=yes
-notify_interval=60
-uuid=3c1b2f0e-1111-4222-8333-944455556666
-ext_perform_stun=yes
-ext_stun_host=198.18.0.1
-ext_stun_port=3478
-upnp_table_name=miniupnpd
-upnp_nat_table_name=miniupnpd
-upnp_forward_chain=miniupnpd
-upnp_nat_chain=prerouting_miniupnpd
-upnp_nat_postrouting_chain=postrouting_miniupnpd
-allow 1024-65535 198.19.1.0/24 1024-65535
-deny 0-65535 0.0.0.0/0 0-65535
-CONF
-sleep 0.3  # stund's sockets
-nsenter -t "$RTR" -n -- timeout 190 /usr/sbin/miniupnpd -d -f "$work/miniupnpd.conf" \
-  -P "$work/miniupnpd.pid" > "$work/miniupnpd.out" 2>&1 &
-MINIUPNPD=$!
-pids+=("$MINIUPNPD")
-if ! wait_for "$work/miniupnpd.out" 'Listening for NAT-PMP/PCP traffic' 30; then
-  echo "FAIL: miniupnpd did not start: $(tail -20 "$work/miniupnpd.out")"
-  exit 1
-fi
+# in what miniupnpd forwards, and miniupnpd with stund to ask.
+miniupnpd_router "$RTR" 198.19.1.2 198.19.1.0/24 "$PUB" 190
 ok "miniupnpd is up (its STUN check passed; port forwarding enabled)"
 
 forwards() { in_ns "$RTR" nft list chain inet miniupnpd prerouting_miniupnpd 2>/dev/null | grep -c "dnat"; }

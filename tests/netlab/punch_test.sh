@@ -33,28 +33,11 @@ LAB_NAME=punch LAB_SECONDS=200
 . "$(dirname "$0")/lib.sh"
 
 new_ns; PUB=$NS
-new_ns; RA=$NS
-new_ns; HA=$NS
-new_ns; RB=$NS
-new_ns; HB=$NS
 in_ns "$PUB" ip link add br0 type bridge
 in_ns "$PUB" ip addr add 198.18.0.1/24 dev br0
 in_ns "$PUB" ip addr add 198.18.0.2/24 dev br0
-for side in a b; do
-  if [ $side = a ]; then r=$RA h=$HA n=1 w=198.18.0.11; else r=$RB h=$HB n=2 w=198.18.0.12; fi
-  in_ns "$PUB" ip link add "wan_$side" type veth peer name wan0 netns "$r"
-  in_ns "$PUB" ip link set "wan_$side" master br0 up
-  in_ns "$r" ip link add lan0 type veth peer name eth0 netns "$h"
-  in_ns "$r" ip addr add "$w/24" dev wan0
-  in_ns "$r" ip addr add "198.19.$n.1/24" dev lan0
-  in_ns "$h" ip addr add "198.19.$n.2/24" dev eth0
-  for ns in "$r" "$h"; do in_ns "$ns" ip link set lo up; done
-  in_ns "$r" ip link set wan0 up
-  in_ns "$r" ip link set lan0 up
-  in_ns "$h" ip link set eth0 up
-  in_ns "$h" ip route add default via "198.19.$n.1"
-  in_ns "$r" sysctl -qw net.ipv4.ip_forward=1
-done
+nat_site "$PUB" 1; RA=$SITE_ROUTER HA=$SITE_HOST
+nat_site "$PUB" 2; RB=$SITE_ROUTER HB=$SITE_HOST
 in_ns "$PUB" ip link set lo up
 in_ns "$PUB" ip link set br0 up
 # The public side has no route to either LAN: only NAT gets through.
