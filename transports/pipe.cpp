@@ -1,8 +1,5 @@
 #include "transports/pipe.hpp"
 
-#include <boost/asio/append.hpp>
-#include <boost/asio/associated_cancellation_slot.hpp>
-
 #include <algorithm>
 #include <cstring>
 
@@ -42,34 +39,18 @@ void pipe_state::end(error_code why) {
   progress();
 }
 
-void pipe_state::start_read(handler_type h, std::vector<asio::mutable_buffer> bufs) {
-  if (read_ || released_) {
-    std::optional<pending> op(pending{std::move(h), {}, {}});
-    complete(op, make_error_code(asio::error::operation_not_supported), 0);
-    return;
-  }
-  auto slot = asio::get_associated_cancellation_slot(h);
-  read_.emplace(pending{std::move(h), std::move(bufs), {}});
-  if (slot.is_connected())
-    slot.assign([w = weak_from_this()](asio::cancellation_type) {
-      if (auto st = w.lock()) st->cancel(true);
-    });
-  progress();
+void pipe_state::start_read(io_handler h, std::vector<asio::mutable_buffer> bufs) {
+  if (take_op(read_, {std::move(h), std::move(bufs), {}}, released_, ex_, [w = weak_from_this()] {
+        if (auto st = w.lock()) st->cancel(true);
+      }))
+    progress();
 }
 
-void pipe_state::start_write(handler_type h, std::vector<asio::const_buffer> bufs) {
-  if (write_ || released_) {
-    std::optional<pending> op(pending{std::move(h), {}, {}});
-    complete(op, make_error_code(asio::error::operation_not_supported), 0);
-    return;
-  }
-  auto slot = asio::get_associated_cancellation_slot(h);
-  write_.emplace(pending{std::move(h), {}, std::move(bufs)});
-  if (slot.is_connected())
-    slot.assign([w = weak_from_this()](asio::cancellation_type) {
-      if (auto st = w.lock()) st->cancel(false);
-    });
-  progress();
+void pipe_state::start_write(io_handler h, std::vector<asio::const_buffer> bufs) {
+  if (take_op(write_, {std::move(h), {}, std::move(bufs)}, released_, ex_, [w = weak_from_this()] {
+        if (auto st = w.lock()) st->cancel(false);
+      }))
+    progress();
 }
 
 void pipe_state::progress() {
@@ -98,9 +79,9 @@ void pipe_state::progress() {
                                         [](const auto& b) { return b.size() == 0; });
     if (n > 0 || empty_read) {
       consumed_ += static_cast<std::uint32_t>(n);
-      complete(read_, {}, n);
+      complete_op(read_, ex_, {}, n);
     } else if (ended_) {
-      complete(read_, ended_, 0);
+      complete_op(read_, ex_, ended_, 0);
     }
   }
   // Grant more once half a window has been read: fewer window records than
@@ -113,8 +94,9 @@ void pipe_state::progress() {
   }
   if (write_) {
     if (ended_) {
-      complete(write_,
-               ended_ == asio::error::eof ? make_error_code(asio::error::broken_pipe) : ended_, 0);
+      complete_op(write_, ex_,
+                  ended_ == asio::error::eof ? make_error_code(asio::error::broken_pipe) : ended_,
+                  0);
     } else if (credit_ > 0) {
       bytes chunk;
       const std::size_t limit = std::min<std::uint64_t>(credit_, max_chunk_);
@@ -130,23 +112,15 @@ void pipe_state::progress() {
         const auto n = chunk.size();
         credit_ -= n;
         if (n > 0 && carrier_.send) carrier_.send(std::move(chunk));
-        complete(write_, {}, n);
+        complete_op(write_, ex_, {}, n);
       }
     }
   }
 }
 
-void pipe_state::complete(std::optional<pending>& op, error_code ec, std::size_t n) {
-  auto h = std::move(op->handler);
-  op.reset();
-  asio::get_associated_cancellation_slot(h).clear();
-  // Never inline: the initiating function may be on the stack.
-  asio::post(ex_, asio::append(std::move(h), ec, n));
-}
-
 void pipe_state::cancel(bool read) {
   auto& op = read ? read_ : write_;
-  if (op) complete(op, make_error_code(asio::error::operation_aborted), 0);
+  if (op) complete_op(op, ex_, make_error_code(asio::error::operation_aborted), 0);
 }
 
 void pipe_state::release() {

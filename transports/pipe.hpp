@@ -16,12 +16,10 @@
 
 #include "crust/base/bytes.hpp"
 #include "crust/base/error.hpp"
+#include "transports/pending_io.hpp"
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/post.hpp>
 
 #include <deque>
 #include <functional>
@@ -36,8 +34,6 @@ namespace asio = boost::asio;
 
 class pipe_state : public std::enable_shared_from_this<pipe_state> {
  public:
-  using handler_type = asio::any_completion_handler<void(error_code, std::size_t)>;
-
   // What carries the bytes. send and grant are called synchronously, from
   // the handle's operations and from deliver(); they must not call back
   // into this state. closed is posted to the executor.
@@ -62,21 +58,15 @@ class pipe_state : public std::enable_shared_from_this<pipe_state> {
   bool ended() const noexcept { return static_cast<bool>(ended_); }
 
   // --- the handle's side ---
-  void start_read(handler_type h, std::vector<asio::mutable_buffer> bufs);
-  void start_write(handler_type h, std::vector<asio::const_buffer> bufs);
+  void start_read(io_handler h, std::vector<asio::mutable_buffer> bufs);
+  void start_write(io_handler h, std::vector<asio::const_buffer> bufs);
   void release();  // pending operations end with operation_aborted; the carrier is told
   bool released() const noexcept { return released_; }
   const std::string& description() const noexcept { return description_; }
   const asio::any_io_executor& executor() const noexcept { return ex_; }
 
  private:
-  struct pending {
-    handler_type handler;
-    std::vector<asio::mutable_buffer> rbufs;
-    std::vector<asio::const_buffer> wbufs;
-  };
   void progress();
-  void complete(std::optional<pending>& op, error_code ec, std::size_t n);
   void cancel(bool read);
 
   asio::any_io_executor ex_;
@@ -92,7 +82,7 @@ class pipe_state : public std::enable_shared_from_this<pipe_state> {
   std::uint32_t consumed_ = 0;    // read since the last grant
   error_code ended_;
   bool released_ = false;
-  std::optional<pending> read_, write_;
+  std::optional<pending_op> read_, write_;
 };
 
 class pipe_stream {
@@ -122,39 +112,17 @@ class pipe_stream {
   // at a time; cancellation (any type) ends it with operation_aborted.
   template <class MutableBufferSequence, class Token>
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
-    std::vector<asio::mutable_buffer> bufs(asio::buffer_sequence_begin(buffers),
-                                           asio::buffer_sequence_end(buffers));
-    return asio::async_initiate<Token, void(error_code, std::size_t)>(
-        [st = st_](auto handler, std::vector<asio::mutable_buffer> b) {
-          if (!st) return fail(std::move(handler));
-          st->start_read(pipe_state::handler_type(std::move(handler)), std::move(b));
-        },
-        token, std::move(bufs));
+    return async_read_some_on(st_, buffers, std::forward<Token>(token));
   }
 
   // Takes what the window allows (at least one byte, waiting for credit
   // if need be), at most one carrier chunk.
   template <class ConstBufferSequence, class Token>
   auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
-    std::vector<asio::const_buffer> bufs(asio::buffer_sequence_begin(buffers),
-                                         asio::buffer_sequence_end(buffers));
-    return asio::async_initiate<Token, void(error_code, std::size_t)>(
-        [st = st_](auto handler, std::vector<asio::const_buffer> b) {
-          if (!st) return fail(std::move(handler));
-          st->start_write(pipe_state::handler_type(std::move(handler)), std::move(b));
-        },
-        token, std::move(bufs));
+    return async_write_some_on(st_, buffers, std::forward<Token>(token));
   }
 
  private:
-  template <class Handler>
-  static void fail(Handler&& h) {
-    auto ex = asio::get_associated_executor(h, asio::system_executor());
-    asio::post(ex, [h = std::forward<Handler>(h)]() mutable {
-      std::move(h)(make_error_code(asio::error::bad_descriptor), std::size_t{0});
-    });
-  }
-
   std::shared_ptr<pipe_state> st_;
 };
 

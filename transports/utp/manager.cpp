@@ -2,7 +2,6 @@
 // stream.hpp.
 #include "transports/utp/manager.hpp"
 
-#include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -13,37 +12,20 @@ namespace crust::utp {
 
 // --- stream_state: the handle's side ---
 
-void stream_state::start_read(handler_type h, std::vector<asio::mutable_buffer> bufs) {
-  if (read_ || handle_closed) {
-    // One read at a time; none after close.
-    pending p{std::move(h), {}, {}};
-    std::optional<pending> op(std::move(p));
-    complete(op, make_error_code(asio::error::operation_not_supported), 0);
-    return;
-  }
-  auto slot = asio::get_associated_cancellation_slot(h);
-  read_.emplace(pending{std::move(h), std::move(bufs), {}});
-  if (slot.is_connected())
-    slot.assign([w = weak_from_this()](asio::cancellation_type) {
-      if (auto st = w.lock()) st->cancel(true);
-    });
-  progress();
+void stream_state::start_read(transport::io_handler h, std::vector<asio::mutable_buffer> bufs) {
+  if (transport::take_op(read_, {std::move(h), std::move(bufs), {}}, handle_closed, ex_,
+                         [w = weak_from_this()] {
+                           if (auto st = w.lock()) st->cancel(true);
+                         }))
+    progress();
 }
 
-void stream_state::start_write(handler_type h, std::vector<asio::const_buffer> bufs) {
-  if (write_ || handle_closed) {
-    pending p{std::move(h), {}, {}};
-    std::optional<pending> op(std::move(p));
-    complete(op, make_error_code(asio::error::operation_not_supported), 0);
-    return;
-  }
-  auto slot = asio::get_associated_cancellation_slot(h);
-  write_.emplace(pending{std::move(h), {}, std::move(bufs)});
-  if (slot.is_connected())
-    slot.assign([w = weak_from_this()](asio::cancellation_type) {
-      if (auto st = w.lock()) st->cancel(false);
-    });
-  progress();
+void stream_state::start_write(transport::io_handler h, std::vector<asio::const_buffer> bufs) {
+  if (transport::take_op(write_, {std::move(h), {}, std::move(bufs)}, handle_closed, ex_,
+                         [w = weak_from_this()] {
+                           if (auto st = w.lock()) st->cancel(false);
+                         }))
+    progress();
 }
 
 error_code stream_state::end_error() const {
@@ -70,12 +52,12 @@ void stream_state::progress() {
     const bool empty_read = std::all_of(read_->rbufs.begin(), read_->rbufs.end(),
                                         [](const auto& b) { return b.size() == 0; });
     if (n > 0 || empty_read) {
-      complete(read_, {}, n);
+      transport::complete_op(read_, ex_, {}, n);
       changed = true;  // the window may have reopened
     } else if (conn.at_eof()) {
-      complete(read_, make_error_code(asio::error::eof), 0);
+      transport::complete_op(read_, ex_, make_error_code(asio::error::eof), 0);
     } else if (conn.finished()) {
-      complete(read_, end_error(), 0);
+      transport::complete_op(read_, ex_, end_error(), 0);
     }
   }
   if (write_) {
@@ -89,30 +71,22 @@ void stream_state::progress() {
     const bool empty_write = std::all_of(write_->wbufs.begin(), write_->wbufs.end(),
                                          [](const auto& b) { return b.size() == 0; });
     if (n > 0 || empty_write) {
-      complete(write_, {}, n);
+      transport::complete_op(write_, ex_, {}, n);
       changed = true;
     } else if (conn.finished()) {
-      complete(write_,
-               conn.state() == conn_state::closed ? make_error_code(asio::error::broken_pipe)
-                                                  : end_error(),
-               0);
+      transport::complete_op(write_, ex_,
+                             conn.state() == conn_state::closed
+                                 ? make_error_code(asio::error::broken_pipe)
+                                 : end_error(),
+                             0);
     }
   }
   if (changed) touch();
 }
 
-void stream_state::complete(std::optional<pending>& op, error_code ec, std::size_t n) {
-  auto h = std::move(op->handler);
-  op.reset();
-  asio::get_associated_cancellation_slot(h).clear();
-  // Never inline: the initiating function may be on the stack. The
-  // handler still runs through its own associated executor.
-  asio::post(ex_, asio::append(std::move(h), ec, n));
-}
-
 void stream_state::cancel(bool read) {
   auto& op = read ? read_ : write_;
-  if (op) complete(op, make_error_code(asio::error::operation_aborted), 0);
+  if (op) transport::complete_op(op, ex_, make_error_code(asio::error::operation_aborted), 0);
 }
 
 void stream_state::touch() {

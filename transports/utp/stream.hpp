@@ -10,12 +10,10 @@
 #pragma once
 
 #include "crust/base/error.hpp"
+#include "transports/pending_io.hpp"
 #include "transports/utp/connection.hpp"
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/associated_cancellation_slot.hpp>
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/udp.hpp>
 
@@ -32,8 +30,6 @@ class manager;
 // and one pending write of its handle. Not for applications: use utp_stream.
 class stream_state : public std::enable_shared_from_this<stream_state> {
  public:
-  using handler_type = asio::any_completion_handler<void(error_code, std::size_t)>;
-
   stream_state(connection c, asio::ip::udp::endpoint remote, std::weak_ptr<manager> mgr,
                asio::any_io_executor ex)
       : conn(std::move(c)), remote(std::move(remote)), mgr_(std::move(mgr)), ex_(std::move(ex)) {}
@@ -45,8 +41,8 @@ class stream_state : public std::enable_shared_from_this<stream_state> {
   time_point finished_at{};  // when the manager first saw the connection finished
 
   const asio::any_io_executor& executor() const { return ex_; }
-  void start_read(handler_type h, std::vector<asio::mutable_buffer> bufs);
-  void start_write(handler_type h, std::vector<asio::const_buffer> bufs);
+  void start_read(transport::io_handler h, std::vector<asio::mutable_buffer> bufs);
+  void start_write(transport::io_handler h, std::vector<asio::const_buffer> bufs);
   // The manager calls this after every change to `conn`: completes what
   // can complete now.
   void progress();
@@ -58,18 +54,12 @@ class stream_state : public std::enable_shared_from_this<stream_state> {
   error_code end_error() const;
 
  private:
-  struct pending {
-    handler_type handler;
-    std::vector<asio::mutable_buffer> rbufs;
-    std::vector<asio::const_buffer> wbufs;
-  };
-  void complete(std::optional<pending>& op, error_code ec, std::size_t n);
   void cancel(bool read);
   void touch();
 
   std::weak_ptr<manager> mgr_;
   asio::any_io_executor ex_;
-  std::optional<pending> read_, write_;
+  std::optional<transport::pending_op> read_, write_;
 };
 
 class utp_stream {
@@ -110,39 +100,17 @@ class utp_stream {
   // One read at a time; cancellation (any type) ends it with operation_aborted.
   template <class MutableBufferSequence, class Token>
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
-    std::vector<asio::mutable_buffer> bufs(asio::buffer_sequence_begin(buffers),
-                                           asio::buffer_sequence_end(buffers));
-    return asio::async_initiate<Token, void(error_code, std::size_t)>(
-        [st = st_](auto handler, std::vector<asio::mutable_buffer> b) {
-          if (!st) return fail(std::move(handler));
-          st->start_read(stream_state::handler_type(std::move(handler)), std::move(b));
-        },
-        token, std::move(bufs));
+    return transport::async_read_some_on(st_, buffers, std::forward<Token>(token));
   }
 
   // Takes what the send buffer has room for (at least one byte, waiting for
   // room if need be). One write at a time; cancellation as for reads.
   template <class ConstBufferSequence, class Token>
   auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
-    std::vector<asio::const_buffer> bufs(asio::buffer_sequence_begin(buffers),
-                                         asio::buffer_sequence_end(buffers));
-    return asio::async_initiate<Token, void(error_code, std::size_t)>(
-        [st = st_](auto handler, std::vector<asio::const_buffer> b) {
-          if (!st) return fail(std::move(handler));
-          st->start_write(stream_state::handler_type(std::move(handler)), std::move(b));
-        },
-        token, std::move(bufs));
+    return transport::async_write_some_on(st_, buffers, std::forward<Token>(token));
   }
 
  private:
-  template <class Handler>
-  static void fail(Handler&& h) {
-    auto ex = asio::get_associated_executor(h, asio::system_executor());
-    asio::post(ex, [h = std::forward<Handler>(h)]() mutable {
-      std::move(h)(make_error_code(asio::error::bad_descriptor), std::size_t{0});
-    });
-  }
-
   std::shared_ptr<stream_state> st_;
 };
 
