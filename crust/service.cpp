@@ -314,8 +314,9 @@ asio::awaitable<result<peer_info>> service::impl::connect(endpoint to, std::opti
   if (key) {
     // A relayed connection does not stop a dial: a direct one replaces it.
     if (auto c = direct_peer(key->id)) co_return c->info();
-    if (auto d = dialling_.find(key->id); d != dialling_.end()) {
-      // Join the dial in flight: one connection per peer from this end.
+    if (auto d = dialling_.find({key->id, via, to}); d != dialling_.end()) {
+      // Join the dial in flight to the same place: one connection from
+      // this end, not two handshakes racing each other.
       auto pending = d->second;
       while (!pending->finished) {
         co_await pending->done.wait();
@@ -330,7 +331,7 @@ asio::awaitable<result<peer_info>> service::impl::connect(endpoint to, std::opti
   // removed and whoever joined is woken.
   struct mark_guard {
     impl* owner;
-    std::optional<public_id> id;
+    std::optional<dial_key> id;
     std::shared_ptr<dial_in_flight> mark;
     ~mark_guard() {
       if (!mark) return;
@@ -340,9 +341,9 @@ asio::awaitable<result<peer_info>> service::impl::connect(endpoint to, std::opti
     }
   } guard{this, std::nullopt, nullptr};
   if (key) {
-    guard.id = key->id;
+    guard.id = dial_key{key->id, via, to};
     guard.mark = std::make_shared<dial_in_flight>(ex_);
-    dialling_.emplace(key->id, guard.mark);
+    dialling_.emplace(*guard.id, guard.mark);
   }
   auto outcome = co_await dial(to, key, for_bootstrap, via);
   if (guard.mark) guard.mark->outcome = outcome;
@@ -397,6 +398,33 @@ asio::awaitable<result<peer_info>> service::impl::establish(
   if (banned_ids_.contains(hs->remote.id)) co_return fail(make_error_code(errc::blacklisted));
   if (stopping_) co_return make_error_code(errc::shutting_down);
   const peer_key remote = hs->remote;
+  // The hello commits the peer to this connection: it keeps the newest
+  // one we initiate, so a race's slower path that said hello after the
+  // winner would replace it there. One hello at a time per peer, then:
+  // a later path waits for the earlier one's admission, and yields to the
+  // connection that is registered by then.
+  while (hello_out_.contains(remote.id) && !stopping_) {
+    co_await hello_done_.wait();
+    const bool cancelled = co_await cancel_requested();
+    if (cancelled) co_return make_error_code(errc::cancelled);
+  }
+  if (stopping_) co_return make_error_code(errc::shutting_down);
+  if (auto won = direct_peer(remote.id)) {
+    CRUST_LOG(debug, "service",
+              "handshake with " << remote.id.short_string() << " at " << where
+                                << " done, but another path won: closed");
+    s.close();
+    co_return won->info();
+  }
+  hello_out_.insert(remote.id);
+  struct hello_guard {
+    impl* owner;
+    public_id id;
+    ~hello_guard() {
+      owner->hello_out_.erase(id);
+      owner->hello_done_.notify();
+    }
+  } hello_pending{this, remote.id};
   auto conn =
       std::make_shared<connection>(std::move(s), std::move(*hs), cfg_, *this, clock::now() - t0);
   const auto listening = local_endpoint();
@@ -919,6 +947,7 @@ void service::impl::begin_stop() {
   mapping_tasks_.cancel_all();
   event_ready_.notify();
   event_space_.notify();
+  hello_done_.notify();
 }
 
 service::service(asio::any_io_executor ex, config cfg, identity id)

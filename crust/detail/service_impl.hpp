@@ -34,6 +34,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <tuple>
 
 namespace crust {
 
@@ -77,6 +78,7 @@ class service::impl final : public detail::connection_owner,
         event_ready_(ex_),
         event_space_(ex_),
         registered_(ex_),
+        hello_done_(ex_),
         cache_(cache_limits_of(cfg_)),
         relay_(std::make_unique<detail::relay_agent>(ex_, *this, cfg_, id_.id())) {}
 
@@ -459,7 +461,14 @@ class service::impl final : public detail::connection_owner,
     bool finished = false;
     result<peer_info> outcome = make_error_code(errc::not_connected);
   };
-  std::map<public_id, std::shared_ptr<dial_in_flight>> dialling_;
+  // Keyed by peer, transport and endpoint: a second dial to the same place
+  // joins the first, while a race's dials to other endpoints of the same
+  // peer (a punched µTP path beside TCP candidates that hang) go ahead.
+  using dial_key = std::tuple<public_id, transport::kind, endpoint>;
+  std::map<dial_key, std::shared_ptr<dial_in_flight>> dialling_;
+  // Peers our hello is on its way to, awaiting admission (establish()).
+  std::set<public_id> hello_out_;
+  notifier hello_done_;
   // Inbound handshakes in progress, oldest first (by ticket).
   std::map<std::uint64_t, transport::stream*> pending_;
   std::uint64_t next_ticket_ = 0;

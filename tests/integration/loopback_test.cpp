@@ -268,6 +268,113 @@ TEST_CASE("loopback: simultaneous dials settle on one connection, the same at bo
   });
 }
 
+// A rendezvous races dials to several endpoints of one peer; one that
+// hangs (a host candidate behind a NAT that drops) must not hold up the
+// others. The lab matrix under delay lost its punched paths this way: the
+// µTP dial over the path joined a TCP dial in flight to the same peer.
+TEST_CASE(
+    "loopback: a dial to a peer does not wait for a hanging dial to another of its endpoints") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.handshake_timeout = seconds(60);  // the hanging dial outlives the test's checks
+    auto a = test::make_node(io, cfg);
+    auto b = test::make_node(io);
+    auto mine = co_await a->start();  // µTP dials from a's UDP socket
+    REQUIRE(mine);
+    auto at = co_await b->start();
+    REQUIRE(at);
+    // A tarpit: it accepts and never answers, so a handshake to it hangs.
+    auto acc = transport::tcp_listen(io.get_executor(), {asio::ip::make_address("127.0.0.1"), 0});
+    REQUIRE(acc);
+    std::vector<asio::ip::tcp::socket> held;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          for (;;) {
+            auto [ec, s] = co_await acc->async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec) co_return;
+            held.push_back(std::move(s));
+          }
+        },
+        asio::detached);
+    const auto tarpit = acc->local_endpoint();
+    const auto key = b->id().public_key();
+    int hanging_done = 0;
+    auto hang = [&]() -> asio::awaitable<void> {
+      auto r = co_await a->connect(tarpit, key);
+      CHECK_FALSE(r);
+      ++hanging_done;
+    };
+    asio::co_spawn(io, hang(), asio::detached);
+    const bool accepted = co_await eventually([&] { return held.size() == 1; });
+    REQUIRE(accepted);
+    // A second dial to the same endpoint joins the first: no second socket.
+    asio::co_spawn(io, hang(), asio::detached);
+    co_await test::sleep_for(milliseconds(50));
+    CHECK(held.size() == 1);
+    // A dial to the peer's real endpoint goes ahead at once, over TCP and
+    // over µTP, while the tarpit's handshake still hangs.
+    auto tcp = co_await with_timeout(a->connect(*at, key), seconds(10));
+    REQUIRE_MESSAGE(tcp, tcp.error().message());
+    CHECK(tcp->transport == transport::kind::tcp);
+    CHECK(hanging_done == 0);
+    a->disconnect(b->id().id());
+    const bool gone = co_await eventually([&] { return a->peers().empty(); });
+    REQUIRE(gone);
+    const auto udp = b->local_udp_endpoint();
+    REQUIRE(udp);
+    auto utp = co_await with_timeout(a->connect(*udp, key, transport::kind::utp), seconds(10));
+    REQUIRE_MESSAGE(utp, utp.error().message());
+    CHECK(utp->transport == transport::kind::utp);
+    CHECK(hanging_done == 0);
+    // Closing the tarpit ends the hanging dial and the one that joined it.
+    acc->close();
+    for (auto& s : held) s.close();
+    const bool ended = co_await eventually([&] { return hanging_done == 2; });
+    CHECK(ended);
+    co_await a->stop(milliseconds(100));
+    co_await b->stop(milliseconds(100));
+  });
+}
+
+// A peer keeps the newest connection one initiator makes (a restarted
+// node's dial replaces what it left behind), so a race's slower path
+// must not say hello once a faster one has: it would replace the winner
+// at the peer. Both dials here handshake; one connection remains, the
+// one both calls return, the same at both ends.
+TEST_CASE("loopback: two dials racing to one peer over TCP and µTP leave the first, at both ends") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    for (int round = 0; round < 10; ++round) {
+      auto a = test::make_node(io);
+      auto b = test::make_node(io);
+      auto mine = co_await a->start();
+      REQUIRE(mine);
+      auto at = co_await b->start();
+      REQUIRE(at);
+      const auto udp = b->local_udp_endpoint();
+      REQUIRE(udp);
+      const auto key = b->id().public_key();
+      auto both = co_await (a->connect(*at, key) && a->connect(*udp, key, transport::kind::utp));
+      auto& by_tcp = std::get<0>(both);
+      auto& by_utp = std::get<1>(both);
+      REQUIRE_MESSAGE(by_tcp, by_tcp.error().message());
+      REQUIRE_MESSAGE(by_utp, by_utp.error().message());
+      CHECK(by_tcp->connection_id == by_utp->connection_id);
+      const bool settled = co_await eventually([&] {
+        return a->peers().size() == 1 && b->peers().size() == 1 &&
+               b->peers()[0].connection_id == by_tcp->connection_id &&
+               a->peers()[0].connection_id == by_tcp->connection_id;
+      });
+      CHECK(settled);
+      REQUIRE(a->send(b->id().id(), bytes{7}));
+      auto got = co_await test::next_of<events::new_message>(*b);
+      CHECK(got.payload == bytes{7});
+      co_await a->stop(milliseconds(100));
+      co_await b->stop(milliseconds(100));
+    }
+  });
+}
+
 TEST_CASE("loopback: a peer that goes silent is lost within the heartbeat timeout") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     auto cfg = test::loopback_config();
