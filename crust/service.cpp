@@ -201,7 +201,7 @@ void service::impl::start_utp(const asio::ip::address& addr) {
     return;
   }
   udp_ = std::move(*mux);
-  utp_ = utp::attach(udp_);
+  utp_ = utp::attach(udp_, utp_options());
   utp_->listen(true);
   // STUN shares the socket: every node answers Binding requests (bootstrap
   // nodes are the rendezvous servers), and asks through the same socket,

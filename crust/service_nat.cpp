@@ -669,7 +669,7 @@ asio::awaitable<result<peer_info>> service::impl::punch_then_utp(nat::private_co
 
 asio::awaitable<result<peer_info>> service::impl::utp_over_extra(punched p, peer_key key) {
   auto self = shared_from_this();
-  auto mgr = utp::attach(p.socket);
+  auto mgr = utp::attach(p.socket, utp_options());
   udp_tasks_.spawn(mgr->run(), "probe socket utp", self);
   const auto started = clock::now();
   const auto where = transport::to_string({p.path.address(), p.path.port()});

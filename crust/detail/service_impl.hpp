@@ -152,6 +152,13 @@ class service::impl final : public detail::connection_owner,
 
   // --- µTP: the node's UDP socket and its manager ---
   void start_utp(const asio::ip::address& addr);
+  // For every µTP socket of the node: the secure channel batches its own
+  // writes, so µTP's Nagle would only hold back its short frames.
+  static utp::manager::options utp_options() {
+    utp::manager::options o;
+    o.conn.no_delay = true;
+    return o;
+  }
 
   asio::awaitable<void> utp_accept_loop();
 

@@ -639,11 +639,11 @@ void connection::flush(time_point now, const send_fn& send, const send_fn& send_
     emit(e.type, e.seq, e.payload, now, send);
   }
   // New data, in full packets; a short one waits while anything is in
-  // flight (Nagle), unless we are closing.
+  // flight (Nagle), unless we are closing or no_delay says not to.
   const std::size_t packet_payload = next_payload();
   while (shead_ < sbuf_.size() && within_reorder_reach()) {
     const std::size_t n = std::min(sbuf_.size() - shead_, packet_payload);
-    if (n < cfg_.packet_size && cur_window_ > 0 && !closing_) break;
+    if (n < cfg_.packet_size && cur_window_ > 0 && !closing_ && !cfg_.no_delay) break;
     if (!can_send(n + header_size)) break;
     outgoing e;
     e.seq = seq_nr_++;

@@ -51,6 +51,10 @@ struct settings {
   duration min_rto = milliseconds(500);
   duration max_rto = seconds(16);
   duration delayed_ack = milliseconds(10);  // an ACK for a lone in-order packet waits this long
+  // A short packet goes at once even while data is in flight (TCP_NODELAY),
+  // for a writer that batches by itself, as the secure channel does: with
+  // Nagle, its hello waited a round trip behind the handshake's last message.
+  bool no_delay = false;
   duration keepalive = seconds(25);     // send something this often: NAT UDP mappings last ~30 s
   duration idle_timeout = seconds(60);  // nothing heard for this long: timed out
   int max_syn_sends = 4;                // the SYN is sent this often (1 s, 2 s, 4 s apart)

@@ -262,6 +262,25 @@ TEST_CASE("utp: Nagle: a second short write waits for the first one's ACK") {
   CHECK(sim.sent(utp_sim::a_side) == mid + 1);
 }
 
+TEST_CASE("utp: no_delay: a second short write goes at once, with the first in flight") {
+  utp::settings s;
+  s.no_delay = true;
+  utp_sim sim(s);
+  REQUIRE(connect(sim));
+  const auto before = sim.sent(utp_sim::a_side);
+  REQUIRE(sim.a().write(bytes(10, 1)) == 10);
+  sim.pump();
+  REQUIRE(sim.a().write(bytes(10, 2)) == 10);
+  sim.pump();
+  CHECK(sim.sent(utp_sim::a_side) == before + 2);
+  // Writes within one turn still share a packet.
+  REQUIRE(sim.a().write(bytes(10, 3)) == 10);
+  REQUIRE(sim.a().write(bytes(10, 4)) == 10);
+  sim.pump();
+  CHECK(sim.sent(utp_sim::a_side) == before + 3);
+  REQUIRE(sim.run_until([&] { return sim.b().readable() == 40; }));
+}
+
 TEST_CASE("utp: FIN both ways ends the connection cleanly after the data") {
   utp_sim sim;
   REQUIRE(connect(sim));
