@@ -80,7 +80,9 @@ struct introduction_options {
   bool relay = true;  // fall back to a circuit through the mutual peer
   // The circuit is asked for this long after the direct attempts start;
   // at once when they fail sooner, or when neither side can be punched
-  // (random ports per destination, no port mapping).
+  // (random ports per destination, no port mapping); and no sooner than
+  // multi-socket probing takes to send its probes, when it applies
+  // (direct.punch.spray_time(), 3.1 s by default).
   duration relay_after = seconds(2);
   // While relayed, a direct path is tried again after upgrade_first, then
   // at doubling intervals up to upgrade_max; one that works replaces the

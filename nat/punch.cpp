@@ -49,6 +49,17 @@ bool spray_between(const connection_info& h, const connection_info& e) {
 }
 }  // namespace
 
+bool hard_to_punch(const connection_info& info) {
+  const bool mapped =
+      std::any_of(info.candidates.begin(), info.candidates.end(),
+                  [](const candidate& c) { return c.kind == candidate_kind::mapped; });
+  return hard(info.nat) && !mapped;
+}
+
+bool probing_between(const connection_info& a, const connection_info& b) {
+  return spray_between(a, b) || spray_between(b, a);
+}
+
 result<punch_session> punch_session::start(const private_connection_info& mine,
                                            const connection_info& theirs, const udp_endpoint& local,
                                            time_point now, punch_config cfg) {
@@ -154,24 +165,30 @@ std::vector<punch_session::datagram> punch_session::poll(time_point now) {
 }
 
 void punch_session::emit_spray(time_point now, std::vector<datagram>& out) {
-  if (spray_ == spray_role::none) return;
-  // One datagram per spray_pace at most, as for the targets.
-  if (next_spray_ > now) return;
-  if (spray_ == spray_role::sockets) {
-    out.push_back({spray_to_, check_to(spray_to_, spray_cursor_), spray_cursor_});
-    if (++spray_cursor_ > cfg_.spray_sockets) {
-      spray_cursor_ = 1;
-      round_start_ += cfg_.spray_repeat;
-      next_spray_ = std::max(round_start_, now + cfg_.spray_pace);
-    } else {
-      next_spray_ = now + cfg_.spray_pace;
+  if (spray_ == spray_role::none || next_spray_ > now) return;
+  // One datagram per spray_pace. A late poll catches up, with at most
+  // spray_burst at once: the odds in punch.hpp count probes, and an event
+  // loop that wakes every few milliseconds would otherwise send a fraction
+  // of them in the time the caller allows before it takes the relay.
+  const auto burst = std::max(1u, cfg_.spray_burst);
+  const auto earliest = now - cfg_.spray_pace * (burst - 1);
+  if (next_spray_ < earliest) next_spray_ = earliest;  // older debt is forgiven
+  for (unsigned n = 0; n < burst && next_spray_ <= now; ++n) {
+    if (spray_ == spray_role::sockets) {
+      out.push_back({spray_to_, check_to(spray_to_, spray_cursor_), spray_cursor_});
+      next_spray_ += cfg_.spray_pace;
+      if (++spray_cursor_ > cfg_.spray_sockets) {
+        spray_cursor_ = 1;
+        round_start_ += cfg_.spray_repeat;
+        next_spray_ = std::max(round_start_, next_spray_);
+      }
+      continue;
     }
-    return;
+    if (probes_sent_ >= probe_ports_.size()) return;
+    const udp_endpoint to(spray_to_.address(), probe_ports_[probes_sent_++]);
+    out.push_back({to, check_to(to, 0), 0});
+    next_spray_ += cfg_.spray_pace;
   }
-  if (probes_sent_ >= probe_ports_.size()) return;
-  const udp_endpoint to(spray_to_.address(), probe_ports_[probes_sent_++]);
-  out.push_back({to, check_to(to, 0), 0});
-  next_spray_ = now + cfg_.spray_pace;
 }
 
 time_point punch_session::next_wakeup() const noexcept {

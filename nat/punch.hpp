@@ -64,7 +64,21 @@ struct punch_config {
   unsigned spray_probes = 3072;
   duration spray_pace = std::chrono::milliseconds(1);
   duration spray_repeat = std::chrono::seconds(1);
+  // A poll that comes late (a loaded event loop) catches up with at most
+  // this many spray datagrams at once, so the rate the odds above assume
+  // holds; debt beyond that is forgiven.
+  unsigned spray_burst = 8;
+  // How long the ports side takes to send every probe, at its pace.
+  duration spray_time() const { return spray_pace * spray_probes; }
 };
+
+// Whether a NAT gives every destination a new random port with no port
+// mapping to offer: nothing can guess where its checks come from.
+bool hard_to_punch(const connection_info& info);
+// Whether a punch between these two infos uses multi-socket probing (one
+// side hard, the other endpoint-independent behind filtering). Both
+// sides compute the same from the same two infos, in either order.
+bool probing_between(const connection_info& a, const connection_info& b);
 
 enum class punch_state { running, succeeded, failed };
 // This side's part in multi-socket probing: none, checks from many

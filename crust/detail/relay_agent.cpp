@@ -2,6 +2,7 @@
 
 #include "crust/base/log.hpp"
 #include "crust/base/race.hpp"
+#include "nat/punch.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
@@ -52,16 +53,6 @@ error_code error_of(relay::reason r) {
 
 // A side no punch can reach: a mapping per destination with random ports,
 // and no port mapping on its gateway.
-bool unreachable_by_punching(const nat::connection_info& i) {
-  const bool dependent = i.nat.mapping == nat::mapping_behaviour::address_dependent ||
-                         i.nat.mapping == nat::mapping_behaviour::address_and_port_dependent ||
-                         i.nat.mapping == nat::mapping_behaviour::dependent;
-  const bool mapped = std::any_of(i.candidates.begin(), i.candidates.end(), [](const auto& c) {
-    return c.kind == nat::candidate_kind::mapped;
-  });
-  return dependent && i.nat.allocation == nat::allocation_behaviour::random && !mapped;
-}
-
 asio::awaitable<void> pause(duration d) {
   timer t(co_await asio::this_coro::executor);
   t.expires_after(d);
@@ -400,8 +391,11 @@ asio::awaitable<result<peer_info>> relay_agent::connect_through(public_id via, p
   auto relay_after = o.relay_after;
   if (o.relay) {
     // Neither side can be punched and nothing is mapped: do not wait.
-    const bool hopeless = unreachable_by_punching(theirs) && unreachable_by_punching(mine.pub());
+    // Multi-socket probing gets the time its probes take at their pace.
+    const bool hopeless = nat::hard_to_punch(theirs) && nat::hard_to_punch(mine.pub());
     if (hopeless) relay_after = duration::zero();
+    if (nat::probing_between(mine.pub(), theirs))
+      relay_after = std::max(relay_after, o.direct.punch.spray_time());
     attempts.push_back([this, via, target, key = theirs.key] {
       return relay_dial(via, target, key, handshake_timeout_);
     });

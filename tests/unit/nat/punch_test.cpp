@@ -251,6 +251,41 @@ TEST_CASE("punch: a cone and a random-port symmetric NAT meet by multi-socket pr
   CHECK(a.s->spray() == spray_role::none);
 }
 
+TEST_CASE("punch: a late poll catches up on its probes, spray_burst at a time") {
+  auto a = make_side(id_a(), cone(), "10.1.0.2", "198.18.1.1");
+  auto b = make_side(id_b(), symmetric(), "10.2.0.2", "198.18.2.1");
+  punch_config cfg;
+  auto sa = punch_session::start(*a.info, b.info->pub(), a.local, t0, cfg);
+  auto sb = punch_session::start(*b.info, a.info->pub(), b.local, t0, cfg);
+  REQUIRE(sa);
+  REQUIRE(sb);
+  REQUIRE(sa->spray() == spray_role::ports);
+  REQUIRE(sb->spray() == spray_role::sockets);
+  auto from_extra = [](const std::vector<punch_session::datagram>& v) {
+    return std::count_if(v.begin(), v.end(), [](const auto& d) { return d.socket > 0; });
+  };
+  using std::chrono::milliseconds;
+  (void)sa->poll(t0);
+  CHECK(from_extra(sb->poll(t0)) == 1);
+  CHECK(sa->probes_sent() == 1);
+  // 5 ms late: the 5 owed go at once.
+  (void)sa->poll(t0 + milliseconds(5));
+  CHECK(from_extra(sb->poll(t0 + milliseconds(5))) == 5);
+  CHECK(sa->probes_sent() == 6);
+  // A second late: one burst, not the thousand owed.
+  (void)sa->poll(t0 + milliseconds(1005));
+  CHECK(from_extra(sb->poll(t0 + milliseconds(1005))) == cfg.spray_burst);
+  CHECK(sa->probes_sent() == 6 + cfg.spray_burst);
+  // Then one per pace again.
+  (void)sa->poll(t0 + milliseconds(1006));
+  CHECK(sa->probes_sent() == 7 + cfg.spray_burst);
+  // Every probe in the end, and never more.
+  for (auto now = t0 + milliseconds(1007); sa->probes_sent() < cfg.spray_probes;
+       now += milliseconds(3))
+    (void)sa->poll(now);
+  CHECK(sa->probes_sent() == cfg.spray_probes);
+}
+
 TEST_CASE("punch: probing is only for a hard NAT against an easy one") {
   struct row {
     const char* name;
