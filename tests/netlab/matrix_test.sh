@@ -29,12 +29,13 @@
 # cone against cone with TCP only (TCP simultaneous open through both
 # NATs).
 # Every process is bounded by `timeout` and killed by PID, pass or fail.
-# Needs root; exits 77 (skipped) without it. This kernel has no netem
-# (nor fq, nor nftables' queue): the links are veth (sub-millisecond), so
-# times are processing times. MATRIX_DELAY_MS=N puts each router's uplink
-# through delay_link.py instead (TAP devices and a user-space relay that
-# holds every frame N ms; lib.sh's nat_site), so host to host is 4N ms
-# round trip.
+# Needs root; exits 77 (skipped) without it. Each router's uplink is
+# delayed MATRIX_DELAY_MS (20 by default) each way, so host to host is a
+# 4N ms round trip (80 ms) and host to R 2N (40 ms). This kernel has no
+# netem (nor fq, nor nftables' queue), so the delay is delay_link.py's
+# (two TAP devices and a user-space relay holding every frame N ms;
+# lib.sh's nat_site). MATRIX_DELAY_MS=0 uses plain veth links instead
+# (sub-millisecond: processing times only).
 # Usage: matrix_test.sh CRUST_NODE_BINARY
 set -uo pipefail
 NODE=${1:?usage: matrix_test.sh CRUST_NODE_BINARY}
@@ -46,7 +47,7 @@ for b in /usr/sbin/miniupnpd /usr/sbin/stund; do
   [ -x "$b" ] || { echo "FAIL: $b is not installed (.ci/install-deps.sh installs it)"; exit 1; }
 done
 
-LAB_NAME=matrix LAB_SECONDS=600 LAB_DELAY_MS=${MATRIX_DELAY_MS:-0}
+LAB_NAME=matrix LAB_SECONDS=600 LAB_DELAY_MS=${MATRIX_DELAY_MS:-20}
 # shellcheck source=tests/netlab/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -67,6 +68,7 @@ for side in a b c; do
   # when its router forwards.
   in_ns "$PUB" ip route add "198.19.$n.0/24" via "198.18.0.1$n"
 done
+warm_neighbours "$PUB" "${RTR[a]}" "${RTR[b]}" "${RTR[c]}"
 
 # Sets the NAT of side $1 to type $2.
 set_nat() {
@@ -176,6 +178,7 @@ wanted sym-cone && try_pair sym a cone b direct
 wanted cone-cone--tcp-only && try_pair cone a cone b direct --tcp-only
 
 echo
+echo "links: ${LAB_DELAY_MS} ms each way per router uplink (host to host round trip $((4 * LAB_DELAY_MS)) ms)"
 printf '%-22s %-22s %-9s %-9s %-9s %-12s %s\n' "host_a behind" "host_b behind" connected path transport "reach call" "rendezvous"
 for r in "${rows[@]}"; do echo "$r"; done
 echo
