@@ -223,6 +223,8 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       std::uint64_t sec = 0;
       r.number(v, key, sec, 120, 86400);
       if (!r.err) c.port_mapping_lifetime = seconds(sec);
+    } else if (key == "port_mapping_threads") {
+      r.number(v, key, c.port_mapping_threads, 1, 64);
     } else if (key == "stun_servers") {
       if (!v.is_array()) {
         r.set("\"stun_servers\" must be an array of \"ip:port\" strings");
@@ -331,6 +333,7 @@ std::string config::to_json() const {
       port_mapping_gateway ? json::value(port_mapping_gateway->to_string()) : json::value(nullptr);
   o["port_mapping_lifetime_s"] =
       std::chrono::duration_cast<std::chrono::seconds>(port_mapping_lifetime).count();
+  o["port_mapping_threads"] = port_mapping_threads;
   json::array stun;
   for (const auto& e : stun_servers) stun.push_back(json::string(e));
   o["stun_servers"] = std::move(stun);

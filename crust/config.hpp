@@ -57,6 +57,10 @@ struct config {
   std::vector<std::string> port_mapping_methods{"pcp", "natpmp", "upnp"};
   std::optional<boost::asio::ip::address> port_mapping_gateway;  // absent: the default route's
   duration port_mapping_lifetime = seconds(3600);                // asked for; renewed at half
+  // miniupnpc blocks (SSDP, HTTP): its calls run on a pool of this many
+  // threads, made at the first UPnP call, unless the application gives
+  // one of its own (service::set_blocking_pool).
+  std::size_t port_mapping_threads = 1;
   // STUN servers ("ip:port"; any RFC 8489 server, or Crust nodes) that
   // prepare_connection_info asks besides connected peers.
   std::vector<std::string> stun_servers;

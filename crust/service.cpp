@@ -1044,6 +1044,9 @@ std::optional<service::endpoint> service::local_udp_endpoint() const {
 std::vector<nat::port_mapping> service::port_mappings() const {
   return impl_->port_mappings();
 }
+void service::set_blocking_pool(asio::thread_pool& pool) {
+  impl_->set_blocking_pool(pool);
+}
 
 asio::awaitable<result<peer_info>> service::connect_through(public_id via, public_id target,
                                                             introduction_options o) {

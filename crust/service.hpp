@@ -260,6 +260,12 @@ class service {
   // and why none was granted). Empty before start() and after stop(),
   // which deletes them on the gateway.
   std::vector<nat::port_mapping> port_mappings() const;
+  // Where miniupnpc's blocking calls run (SSDP, HTTP to the gateway): by
+  // default a pool of cfg.port_mapping_threads threads the service makes
+  // at its first UPnP call, and none if it never speaks UPnP. Call before
+  // start() to use the application's pool instead (it must outlive the
+  // service); the library then starts no thread at all.
+  void set_blocking_pool(boost::asio::thread_pool& pool);
   // The NAT in front of the node's UDP socket, from what `o.observers` see
   // (nat/discover.hpp says what is tested). Never fails: a node without a
   // UDP socket gets a report whose every behaviour is unknown, with a note.

@@ -82,7 +82,8 @@ void service::impl::start_port_mapping(const asio::ip::address& bound) {
   o.lifetime = static_cast<std::uint32_t>(
       std::chrono::duration_cast<std::chrono::seconds>(cfg_.port_mapping_lifetime).count());
   if (o.methods.empty()) return;
-  mapper_ = nat::port_mapper::create(ex_, std::move(o));
+  o.threads = cfg_.port_mapping_threads;
+  mapper_ = nat::port_mapper::create(ex_, std::move(o), blocking_pool_);
   const auto internal = bound.is_unspecified() ? asio::ip::address() : transport::canonical(bound);
   std::vector<nat::mapping_request> wanted;
   if (auto tcp = local_endpoint())

@@ -137,6 +137,7 @@ class service::impl final : public detail::connection_owner,
   // answer, so a connection info made at start-up has its mapped candidates.
   asio::awaitable<void> mappings_settled(duration bound);
 
+  void set_blocking_pool(asio::thread_pool& pool) { blocking_pool_ = &pool; }
   std::vector<nat::port_mapping> port_mappings() const {
     return mapper_ ? mapper_->active() : std::vector<nat::port_mapping>{};
   }
@@ -486,6 +487,7 @@ class service::impl final : public detail::connection_owner,
   std::set<public_id> banned_ids_;
   std::set<asio::ip::address> banned_ips_;
   std::map<public_id, peer_key> rendezvous_keys_;  // peers a rendezvous is running with
+  asio::thread_pool* blocking_pool_ = nullptr;     // the application's, for miniupnpc
   std::unique_ptr<detail::relay_agent> relay_;     // last: its coroutines use the rest
 };
 

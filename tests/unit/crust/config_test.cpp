@@ -64,6 +64,7 @@ TEST_CASE("config: errors name the key and the file") {
         bad{R"({"port_mapping_methods": "pcp"})", "must be an array"},
         bad{R"({"port_mapping_gateway": "router"})", "\"port_mapping_gateway\" is not an IP"},
         bad{R"({"port_mapping_lifetime_s": 10})", "between 120 and 86400"},
+        bad{R"({"port_mapping_threads": 0})", "between 1 and 64"},
         bad{R"({"stun_servers": ["198.18.0.1"]})", "\"stun_servers[0]\" is not an ip:port"},
         bad{R"({"relay_max_circuits": -1})", "must not be negative"},
         bad{"[1]", "top level"},
@@ -107,16 +108,18 @@ TEST_CASE("config: port mapping keys") {
   CHECK(c->port_mapping_methods == std::vector<std::string>{"pcp", "natpmp", "upnp"});
   CHECK_FALSE(c->port_mapping_gateway);
   CHECK(c->port_mapping_lifetime == seconds(3600));
+  CHECK(c->port_mapping_threads == 1);
   auto d = config::parse(R"({"port_mapping_methods": ["upnp"], "port_mapping_gateway": "198.19.1.1",
-    "port_mapping_lifetime_s": 600})");
+    "port_mapping_lifetime_s": 600, "port_mapping_threads": 2})");
   REQUIRE_MESSAGE(d, d.error().message);
   CHECK(d->port_mapping_methods == std::vector<std::string>{"upnp"});
   CHECK(d->port_mapping_gateway == boost::asio::ip::make_address("198.19.1.1"));
   CHECK(d->port_mapping_lifetime == seconds(600));
+  CHECK(d->port_mapping_threads == 2);
   auto again = config::parse(d->to_json());
   REQUIRE(again);
   CHECK(again->to_json() == d->to_json());
-  CHECK(d->changed_keys(*c).size() == 3);
+  CHECK(d->changed_keys(*c).size() == 4);
 }
 
 TEST_CASE("config: relay and STUN keys") {
