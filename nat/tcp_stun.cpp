@@ -2,6 +2,7 @@
 
 #include "crust/base/race.hpp"
 #include "nat/stun_server.hpp"
+#include "transports/endpoint.hpp"
 #include "transports/stream_io.hpp"
 #include "transports/tcp.hpp"
 
@@ -37,7 +38,10 @@ asio::awaitable<result<void>> serve_tcp_binding(transport::stream& s, bytes head
     if (!r) co_return r.error();
   }
   stun::server_options o;
-  auto answer = stun::answer(head, stun::udp_endpoint(from.address(), from.port()), o);
+  // A dual-stack listener sees IPv4 askers as v4-mapped: they are told
+  // their IPv4 address, as the UDP server tells them.
+  auto answer =
+      stun::answer(head, stun::udp_endpoint(transport::canonical(from.address()), from.port()), o);
   if (!answer) co_return make_error_code(errc::malformed);
   auto w = co_await with_timeout(write_all(s, *answer), limit);
   if (!w) co_return w.error();

@@ -165,9 +165,10 @@ result<incoming> reassembler::feed(byte_span body) {
     }
     data = data.subspan(extra);
     in_message_ = true;
-    discarding_ = expected_ > max_;
     // Never reserve from a declared length: grow only as bytes arrive.
-    if (discarding_ && last) return violation;  // an oversize message cannot fit one frame
+    // Over our limit it is skipped, even when it fits one record (a limit
+    // below a frame's size makes that possible).
+    discarding_ = expected_ > max_;
   } else if (!in_message_ || static_cast<byte>(current_.prio) != prio ||
              current_.signature.has_value() != is_signed) {
     return violation;

@@ -68,6 +68,25 @@ TEST_CASE("tcp stun: a node's listener answers Binding over TCP from the asker's
   });
 }
 
+TEST_CASE("tcp stun: a dual-stack listener tells an IPv4 asker its IPv4 address") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.listen_address = "::";
+    cfg.enable_port_mapping = false;
+    auto server = test::make_node(io, cfg);
+    auto at = co_await server->start();
+    REQUIRE(at);
+    const transport::tcp_endpoint v4(asio::ip::make_address("127.0.0.1"), at->port());
+    auto listener = transport::tcp_listen(io.get_executor(), {v4.address(), 0});
+    REQUIRE(listener);
+    auto mapped = co_await nat::tcp_binding(listener->local_endpoint(), v4, seconds(5));
+    REQUIRE_MESSAGE(mapped, mapped.error().message());
+    CHECK(mapped->address().is_v4());
+    CHECK(*mapped == listener->local_endpoint());
+    co_await server->stop();
+  });
+}
+
 TEST_CASE("tcp stun: half a request, a long one and a non-STUN opening are not answered") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     auto cfg = test::loopback_config();

@@ -86,6 +86,20 @@ TEST_CASE("message: an oversized message is skipped, reported, and the stream go
   CHECK(std::get<incoming_message>(*got).payload.size() == 10);
 }
 
+TEST_CASE("message: over a small limit, a message in a single record is skipped too") {
+  reassembler r(100);
+  auto recs = records_of(msg(5000));
+  REQUIRE(recs.size() == 1);
+  auto got = r.feed(recs[0]);
+  REQUIRE(got);
+  auto* o = std::get_if<incoming_oversize>(&*got);
+  REQUIRE(o);
+  CHECK(o->declared_size == 5000);
+  auto next = r.feed(records_of(msg(10))[0]);
+  REQUIRE(next);
+  CHECK(std::get<incoming_message>(*next).payload.size() == 10);
+}
+
 TEST_CASE("message: records out of the rules are protocol violations") {
   auto recs = records_of(msg(150000));
   REQUIRE(recs.size() == 3);
