@@ -19,6 +19,7 @@
 // ephemeral keys (and XX's random padding).
 #pragma once
 
+#include "crust/base/version.hpp"
 #include "crust/secure/identity.hpp"
 #include "crust/secure/noise.hpp"
 
@@ -33,7 +34,7 @@ class stream;
 
 namespace crust::secure {
 
-inline constexpr std::uint16_t protocol_version = CRUST_PROTOCOL_VERSION;
+inline constexpr std::uint16_t protocol_version = wire_protocol_version;
 inline constexpr std::size_t max_network_name = 255;
 
 bytes make_prologue(std::string_view network, std::uint16_t version = protocol_version);
