@@ -1,5 +1,6 @@
-// The node configuration (JSON). Unknown keys and wrong types are errors that
-// name the key and the file, so a typo never silently becomes a default.
+/// \file
+/// The node configuration (JSON). Unknown keys and wrong types are errors that
+/// name the key and the file, so a typo never silently becomes a default.
 #pragma once
 
 #include "crust/base/clock.hpp"
@@ -17,86 +18,86 @@
 namespace crust {
 
 struct contact {
-  std::string endpoint;         // "ip:port" or "[v6]:port"
-  std::optional<peer_key> key;  // absent: an address-only dial (Noise XX)
+  std::string endpoint;         ///< "ip:port" or "[v6]:port"
+  std::optional<peer_key> key;  ///< absent: an address-only dial (Noise XX)
 };
 
 struct config {
   std::vector<contact> hard_coded_contacts;
   std::string listen_address = "0.0.0.0";    // TCP listener address
-  std::uint16_t tcp_acceptor_port = 0;       // 0: a random port
+  std::uint16_t tcp_acceptor_port = 0;       ///< 0: a random port
   std::string network_name = "crust";        // peers of another network fail the handshake
-  std::size_t max_message_size = 2u << 20;   // 2 MiB, enforced on both sides
-  std::size_t send_queue_bytes = 8u << 20;   // per connection; beyond it low priority drops
-  std::size_t event_queue_messages = 4096;   // undelivered NewMessage events before readers wait
-  std::size_t max_pending_handshakes = 256;  // in progress at once; beyond, the oldest is closed
+  std::size_t max_message_size = 2u << 20;   ///< 2 MiB, enforced on both sides
+  std::size_t send_queue_bytes = 8u << 20;   ///< per connection; beyond it low priority drops
+  std::size_t event_queue_messages = 4096;   ///< undelivered NewMessage events before readers wait
+  std::size_t max_pending_handshakes = 256;  ///< in progress at once; beyond, the oldest is closed
   duration heartbeat_interval = seconds(5);
-  duration heartbeat_timeout = seconds(20);  // LostPeer after this much silence
+  duration heartbeat_timeout = seconds(20);  ///< LostPeer after this much silence
   duration handshake_timeout = seconds(10);
-  duration connect_timeout = seconds(10);  // TCP connect, before the handshake
-  bool accept_address_only = true;         // answer Noise XX dials from peers without our key
+  duration connect_timeout = seconds(10);  ///< TCP connect, before the handshake
+  bool accept_address_only = true;         ///< answer Noise XX dials from peers without our key
 
-  // --- bootstrap and admission (bootstrap/, DESIGN.md §6) ---
-  node_role role = node_role::node;  // what we tell peers we dial
-  bool accept_bootstrap = true;      // admit peers that bootstrap off us
-  // Before admitting a *node* that bootstraps off us, dial it back at the
-  // address it came from and the port its hello names, and refuse it if
-  // that fails (Crust's external-reachability check). Off by default: on a
-  // LAN, or behind a NAT without a mapping, it refuses peers that work.
+  /// --- bootstrap and admission (bootstrap/, DESIGN.md §6) ---
+  node_role role = node_role::node;  ///< what we tell peers we dial
+  bool accept_bootstrap = true;      ///< admit peers that bootstrap off us
+  /// Before admitting a *node* that bootstraps off us, dial it back at the
+  /// address it came from and the port its hello names, and refuse it if
+  /// that fails (Crust's external-reachability check). Off by default: on a
+  /// LAN, or behind a NAT without a mapping, it refuses peers that work.
   bool external_reachability_check = false;
-  bool enable_utp = true;                             // listen and dial over µTP too
-  std::uint16_t udp_port = 0;                         // the node's UDP socket (µTP); 0: random
-  bool enable_stun_server = true;                     // answer STUN Binding requests on it
-  bool enable_lan_discovery = true;                   // answer and send LAN beacons
-  std::uint16_t service_discovery_port = 5484;        // the LAN beacon's UDP port
-  duration lan_discovery_window = milliseconds(500);  // how long bootstrap listens for answers
-  // Port mapping on the gateway for the TCP listener and the UDP socket
-  // (nat/port_mapper.hpp): tried in this order, renewed, removed at stop.
-  // Nothing is asked for a node that listens on loopback.
+  bool enable_utp = true;                             ///< listen and dial over µTP too
+  std::uint16_t udp_port = 0;                         ///< the node's UDP socket (µTP); 0: random
+  bool enable_stun_server = true;                     ///< answer STUN Binding requests on it
+  bool enable_lan_discovery = true;                   ///< answer and send LAN beacons
+  std::uint16_t service_discovery_port = 5484;        ///< the LAN beacon's UDP port
+  duration lan_discovery_window = milliseconds(500);  ///< how long bootstrap listens for answers
+  /// Port mapping on the gateway for the TCP listener and the UDP socket
+  /// (nat/port_mapper.hpp): tried in this order, renewed, removed at stop.
+  /// Nothing is asked for a node that listens on loopback.
   bool enable_port_mapping = true;
   std::vector<std::string> port_mapping_methods{"pcp", "natpmp", "upnp"};
-  std::optional<boost::asio::ip::address> port_mapping_gateway;  // absent: the default route's
-  duration port_mapping_lifetime = seconds(3600);                // asked for; renewed at half
-  // miniupnpc blocks (SSDP, HTTP): its calls run on a pool of this many
-  // threads, made at the first UPnP call, unless the application gives
-  // one of its own (service::set_blocking_pool).
+  std::optional<boost::asio::ip::address> port_mapping_gateway;  ///< absent: the default route's
+  duration port_mapping_lifetime = seconds(3600);                ///< asked for; renewed at half
+  /// miniupnpc blocks (SSDP, HTTP): its calls run on a pool of this many
+  /// threads, made at the first UPnP call, unless the application gives
+  /// one of its own (service::set_blocking_pool).
   std::size_t port_mapping_threads = 1;
-  // STUN servers ("ip:port"; any RFC 8489 server, or Crust nodes) that
-  // prepare_connection_info asks besides connected peers.
+  /// STUN servers ("ip:port"; any RFC 8489 server, or Crust nodes) that
+  /// prepare_connection_info asks besides connected peers.
   std::vector<std::string> stun_servers;
-  // Serving as the mutual peer of two others (nat/relay.hpp): passing
-  // their introductions on, and relaying circuits between them, within
-  // these limits. Live.
+  /// Serving as the mutual peer of two others (nat/relay.hpp): passing
+  /// their introductions on, and relaying circuits between them, within
+  /// these limits. Live.
   bool enable_relay = true;
-  std::size_t relay_max_circuits = 64;               // open at once
-  std::size_t relay_circuits_per_peer = 8;           // opened by, or to, one peer
-  std::uint64_t relay_circuit_bytes = 256ull << 20;  // both ways, over a circuit's life
-  std::string bootstrap_cache_path;                  // "": the cache lives in memory only
+  std::size_t relay_max_circuits = 64;               ///< open at once
+  std::size_t relay_circuits_per_peer = 8;           ///< opened by, or to, one peer
+  std::uint64_t relay_circuit_bytes = 256ull << 20;  ///< both ways, over a circuit's life
+  std::string bootstrap_cache_path;                  ///< "": the cache lives in memory only
   std::size_t bootstrap_cache_size = 200;
-  std::size_t bootstrap_cache_per_group = 8;       // entries per IPv4 /16 or IPv6 /32
-  std::size_t bootstrap_cache_per_source = 16;     // entries one informant may add
-  duration bootstrap_cache_ttl = hours(24 * 7);    // then re-validated before use or drop
-  duration bootstrap_timeout = seconds(30);        // the whole bootstrap race
-  std::size_t bootstrap_concurrency = 4;           // dials in flight at once
-  duration bootstrap_stagger = milliseconds(250);  // between starts of dials
-  // Who may connect to us. Absent: anyone. Present (even empty): only these
-  // addresses, nodes and clients separately. Editable on a running node
-  // (service::reload).
+  std::size_t bootstrap_cache_per_group = 8;       ///< entries per IPv4 /16 or IPv6 /32
+  std::size_t bootstrap_cache_per_source = 16;     ///< entries one informant may add
+  duration bootstrap_cache_ttl = hours(24 * 7);    ///< then re-validated before use or drop
+  duration bootstrap_timeout = seconds(30);        ///< the whole bootstrap race
+  std::size_t bootstrap_concurrency = 4;           ///< dials in flight at once
+  duration bootstrap_stagger = milliseconds(250);  ///< between starts of dials
+  /// Who may connect to us. Absent: anyone. Present (even empty): only these
+  /// addresses, nodes and clients separately. Editable on a running node
+  /// (service::reload).
   std::optional<std::vector<boost::asio::ip::address>> whitelisted_node_ips;
   std::optional<std::vector<boost::asio::ip::address>> whitelisted_client_ips;
 
   struct error {
     error_code code;
-    std::string message;  // names the key and where it is
+    std::string message;  ///< names the key and where it is
   };
 
-  // Parses `text`; `source` names it in messages ("crust.json").
+  /// Parses `text`; `source` names it in messages ("crust.json").
   static boost::system::result<config, error> parse(std::string_view text,
                                                     std::string_view source = "config");
   static boost::system::result<config, error> load(const std::filesystem::path& path);
-  // The config as JSON, with every key (so `crust-node config` can print defaults).
+  /// The config as JSON, with every key (so `crust-node config` can print defaults).
   std::string to_json() const;
-  // The JSON keys whose values differ between this and `other`.
+  /// The JSON keys whose values differ between this and `other`.
   std::vector<std::string> changed_keys(const config& other) const;
 };
 

@@ -286,6 +286,7 @@ asio::awaitable<void> service::impl::inbound(transport::stream s, bool sorted) {
   auto op = secure::run_handshake(s, std::move(machine));
   auto hs = co_await with_timeout(std::move(op), time_left(deadline));
   pending_.erase(ticket);  // a no-op if it was evicted
+  ++(hs ? metrics_.handshakes_ok : metrics_.handshakes_failed);
   if (!hs) {
     CRUST_LOG(info, "service",
               "inbound handshake from " << from << " failed: " << hs.error().message());
@@ -393,6 +394,7 @@ asio::awaitable<result<peer_info>> service::impl::establish(
   auto hs = co_await with_timeout(std::move(op), cfg_.handshake_timeout);
   const bool cancelled_in_handshake = co_await cancel_requested();
   if (cancelled_in_handshake) co_return make_error_code(errc::cancelled);
+  ++(hs ? metrics_.handshakes_ok : metrics_.handshakes_failed);
   if (!hs) co_return fail(hs.error());
   if (hs->remote.id == id_.id()) co_return fail(make_error_code(errc::wrong_peer_key));
   if (banned_ids_.contains(hs->remote.id)) co_return fail(make_error_code(errc::blacklisted));
@@ -434,6 +436,20 @@ asio::awaitable<result<peer_info>> service::impl::establish(
   const bool cancelled_in_admission = co_await cancel_requested();
   if (cancelled_in_admission || !admission) conn->abort();
   if (cancelled_in_admission) co_return make_error_code(errc::cancelled);
+  if (!admission && admission.error() == errc::duplicate_connection) {
+    // The peer kept its own dial to us (the simultaneous-dial rule): that
+    // connection is the one, and its hello may still be on its way.
+    timer t(ex_);
+    t.expires_after(replacement_wait);
+    using namespace asio::experimental::awaitable_operators;
+    const auto deadline = clock::now() + replacement_wait;
+    while (!direct_peer(remote.id) && clock::now() < deadline && !stopping_) {
+      co_await (registered_.wait() || t.async_wait(asio::as_tuple(asio::use_awaitable)));
+      const bool cancelled = co_await cancel_requested();
+      if (cancelled) co_return make_error_code(errc::cancelled);
+    }
+    if (auto kept = direct_peer(remote.id)) co_return kept->info();
+  }
   if (!admission) co_return fail(admission.error(), conn->peer_close_detail());
   if (stopping_) co_return make_error_code(errc::shutting_down);
   conn->set_path(conn->info().path, clock::now() - started);
@@ -571,7 +587,13 @@ asio::awaitable<result<peer_info>> service::impl::bootstrap_dial(
 std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connection>& conn) {
   const auto id = conn->info().id;
   auto it = peers_.find(id);
+  auto registered = [&] {
+    conn->set_registered(clock::now());
+    ++metrics_.connections_opened;
+    if (conn->info().path == path_kind::relayed) ++metrics_.relayed_connections;
+  };
   if (it == peers_.end()) {
+    registered();
     peers_.emplace(id, conn);
     unpark(id, *conn);
     registered_.notify();
@@ -589,6 +611,7 @@ std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connectio
               "duplicate connection to " << id.short_string() << ": keeping the new one ("
                                          << to_string(conn->info().path) << ")");
     it->second->close(close_reason::duplicate, "replaced");
+    registered();
     conn->deliver_after(it->second);
     it->second = conn;
     unpark(id, *conn);
@@ -603,6 +626,14 @@ std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connectio
 
 asio::awaitable<void> service::impl::run_connection(std::shared_ptr<connection> conn) {
   auto why = co_await conn->run();
+  {
+    const auto s = conn->stats();
+    ended_.messages_sent += s.messages_sent;
+    ended_.bytes_sent += s.bytes_sent;
+    ended_.messages_received += s.messages_received;
+    ended_.bytes_received += s.bytes_received;
+    ended_.messages_dropped += s.messages_dropped;
+  }
   const auto id = conn->info().id;
   auto it = peers_.find(id);
   if (it == peers_.end() || it->second != conn) co_return;  // replaced or disconnected
@@ -628,6 +659,7 @@ asio::awaitable<void> service::impl::run_connection(std::shared_ptr<connection> 
   CRUST_LOG(info, "service",
             "lost peer " << id.short_string() << ": " << why.message()
                          << (detail.empty() ? "" : " - " + detail));
+  ++metrics_.connections_lost;
   post_event(events::lost_peer{id, why, std::move(detail)});
 }
 
@@ -857,6 +889,42 @@ std::vector<peer_info> service::impl::peers() const {
   return out;
 }
 
+node_status service::impl::status() const {
+  node_status s;
+  s.id = id_.id();
+  s.key = id_.public_key();
+  s.network = cfg_.network_name;
+  s.version = crust::version;
+  s.protocol_version = wire_protocol_version;
+  const auto now = clock::now();
+  s.uptime = now - created_;
+  s.tcp = local_endpoint();
+  s.udp = local_udp_endpoint();
+  s.nat = last_nat_;
+  s.port_mappings = port_mappings();
+  s.metrics = metrics_;
+  auto& m = s.metrics;
+  m.messages_sent = ended_.messages_sent;
+  m.bytes_sent = ended_.bytes_sent;
+  m.messages_received = ended_.messages_received;
+  m.bytes_received = ended_.bytes_received;
+  m.messages_dropped = ended_.messages_dropped;
+  for (const auto& [id, conn] : peers_) {
+    peer_status p{conn->info(), conn->stats(), now - conn->registered_at()};
+    m.messages_sent += p.stats.messages_sent;
+    m.bytes_sent += p.stats.bytes_sent;
+    m.messages_received += p.stats.messages_received;
+    m.bytes_received += p.stats.bytes_received;
+    m.messages_dropped += p.stats.messages_dropped;
+    s.peers.push_back(std::move(p));
+  }
+  const auto& r = relay_->relay_stats();
+  m.relay_circuits = r.circuits_opened;
+  m.relay_bytes = r.bytes_relayed;
+  m.relay_introductions = r.introductions;
+  return s;
+}
+
 std::optional<peer_stats> service::impl::stats(const public_id& peer) const {
   auto it = peers_.find(peer);
   if (it == peers_.end()) return std::nullopt;
@@ -1043,6 +1111,18 @@ std::optional<service::endpoint> service::local_udp_endpoint() const {
 }
 std::vector<nat::port_mapping> service::port_mappings() const {
   return impl_->port_mappings();
+}
+node_status service::status() const {
+  return impl_->status();
+}
+service::watcher service::watch() const {
+  watcher w;
+  w.impl_ = impl_;
+  return w;
+}
+std::optional<node_status> service::watcher::status() const {
+  if (auto i = impl_.lock()) return i->status();
+  return std::nullopt;
 }
 void service::set_blocking_pool(asio::thread_pool& pool) {
   impl_->set_blocking_pool(pool);

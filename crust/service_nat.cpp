@@ -283,9 +283,12 @@ asio::awaitable<nat::nat_report> service::impl::discover_nat(nat::discover_optio
                    "not started)");
     co_return r;
   }
+  auto self = shared_from_this();
   auto mux = udp_;
   auto agent = stun_;
-  co_return co_await nat::discover(mux, agent, std::move(o));
+  auto r = co_await nat::discover(mux, agent, std::move(o));
+  last_nat_ = r;  // for status()
+  co_return r;
 }
 
 asio::awaitable<result<nat::private_connection_info>> service::impl::prepare_connection_info(
@@ -539,6 +542,7 @@ asio::awaitable<result<service::impl::punched>> service::impl::punch_udp(
   const auto local = udp_->local_endpoint();
   auto s = nat::punch_session::start(mine, theirs, local, clock::now(), pc);
   if (!s) co_return s.error();
+  ++metrics_.punch_attempts;
   auto run = std::make_shared<punch_run>(std::move(*s), ex_);
   // Multi-socket probing: sockets of our own, each a new NAT mapping,
   // whose STUN goes straight to this session.
@@ -593,6 +597,7 @@ asio::awaitable<result<service::impl::punched>> service::impl::punch_udp(
         run->extra[d.socket - 1]->send(d.data, for_socket(d.to));
     }
     if (run->session.state() == nat::punch_state::succeeded) {
+      ++metrics_.punch_successes;
       punched out{*run->session.path(), nullptr, run->session.spray()};
       if (const auto i = run->session.path_socket(); i > 0 && i <= run->extra.size())
         out.socket = run->handed_on = run->extra[i - 1];  // shared with the lingering session

@@ -2,6 +2,10 @@
 
 #include <boost/asio/local/connect_pair.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 namespace crust::transport {
 
 const char* to_string(kind k) noexcept {
@@ -89,6 +93,25 @@ std::optional<asio::ip::tcp::endpoint> stream::tcp_remote_endpoint() const {
     error_code ec;
     auto ep = t->remote_endpoint(ec);
     if (!ec) return ep;
+  }
+  return std::nullopt;
+}
+
+std::optional<duration> stream::rtt() const {
+  if (auto* t = std::get_if<tcp_socket>(&s_)) {
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    // Const in effect: asking the kernel changes nothing.
+    auto& sock = const_cast<tcp_socket&>(*t);
+    if (!sock.is_open() ||
+        ::getsockopt(sock.native_handle(), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+      return std::nullopt;
+    if (ti.tcpi_rtt == 0) return std::nullopt;
+    return std::chrono::microseconds(ti.tcpi_rtt);
+  }
+  if (const auto* u = std::get_if<utp::utp_stream>(&s_)) {
+    const auto r = u->stats().rtt;
+    if (r > duration::zero()) return r;
   }
   return std::nullopt;
 }

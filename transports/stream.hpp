@@ -58,6 +58,10 @@ class stream {
   // A TCP stream's endpoints; nullopt for other kinds or a closed socket.
   std::optional<asio::ip::tcp::endpoint> tcp_remote_endpoint() const;
   std::optional<asio::ip::tcp::endpoint> tcp_local_endpoint() const;
+  // The transport's smoothed round-trip time: the kernel's for TCP
+  // (TCP_INFO), µTP's own estimate; nullopt for other kinds, or before a
+  // first sample.
+  std::optional<duration> rtt() const;
 
   // Bytes already read from the stream that the next reads return first
   // (a server that looked at a connection's first bytes puts them back).

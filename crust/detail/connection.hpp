@@ -47,7 +47,15 @@ class connection : public std::enable_shared_from_this<connection> {
              connection_owner& owner, duration handshake_time);
 
   const peer_info& info() const noexcept { return info_; }
-  const peer_stats& stats() const noexcept { return stats_; }
+  // The counters, with the transport's current round trip.
+  peer_stats stats() const {
+    peer_stats s = stats_;
+    s.rtt = stream_.rtt();
+    return s;
+  }
+  // When the owner registered it (for uptime).
+  time_point registered_at() const noexcept { return registered_at_; }
+  void set_registered(time_point t) noexcept { registered_at_ = t; }
   bool initiated_by_us() const noexcept { return !info_.inbound; }
   const std::optional<boost::asio::ip::address>& remote_ip() const noexcept { return remote_ip_; }
 
@@ -146,6 +154,7 @@ class connection : public std::enable_shared_from_this<connection> {
   error_code end_reason_;  // why run() ended, for wait_admitted()
   time_point last_received_;
   time_point last_sent_;
+  time_point registered_at_{};
 };
 
 }  // namespace crust::detail

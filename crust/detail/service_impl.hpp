@@ -138,6 +138,7 @@ class service::impl final : public detail::connection_owner,
   asio::awaitable<void> mappings_settled(duration bound);
 
   void set_blocking_pool(asio::thread_pool& pool) { blocking_pool_ = &pool; }
+  node_status status() const;
   std::vector<nat::port_mapping> port_mappings() const {
     return mapper_ ? mapper_->active() : std::vector<nat::port_mapping>{};
   }
@@ -488,7 +489,13 @@ class service::impl final : public detail::connection_owner,
   std::set<asio::ip::address> banned_ips_;
   std::map<public_id, peer_key> rendezvous_keys_;  // peers a rendezvous is running with
   asio::thread_pool* blocking_pool_ = nullptr;     // the application's, for miniupnpc
-  std::unique_ptr<detail::relay_agent> relay_;     // last: its coroutines use the rest
+  // For status(): counters since construction, the payload counters of
+  // connections that have ended, the last NAT discovery's report.
+  node_metrics metrics_;
+  node_metrics ended_;
+  time_point created_ = clock::now();
+  std::optional<nat::nat_report> last_nat_;
+  std::unique_ptr<detail::relay_agent> relay_;  // last: its coroutines use the rest
 };
 
 }  // namespace crust

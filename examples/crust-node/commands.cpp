@@ -3,6 +3,7 @@
 
 #include "crust/base/file.hpp"
 #include "crust/base/race.hpp"
+#include "crust/status_server.hpp"
 #include "transports/tcp.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -264,15 +265,46 @@ asio::awaitable<std::optional<transport::tcp_endpoint>> start_or_say(service& sv
 
 // listen and run: print events until the time is up or Ctrl-C. `run` also
 // keeps a bootstrap cache, follows config edits and bootstraps at start.
-int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_bootstrap) {
+int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_bootstrap,
+          const status_args& status = {}) {
   config cfg;
   std::optional<identity> id;
   if (!load(opt, cfg, id)) return 1;
   if (run_mode) default_cache_path(opt, cfg);
+  std::optional<status_options> so;
+  if (!status.at.empty()) {
+    auto at = transport::parse_endpoint(status.at);
+    if (!at) {
+      std::cerr << "crust-node: --status \"" << status.at << "\" is not ip:port\n";
+      return 1;
+    }
+    so.emplace();
+    so->at = *at;
+    so->allow_remote = status.remote;
+  }
   return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
     service svc(io.get_executor(), cfg, *id);
     auto ep = co_await start_or_say(svc);
     if (!ep) co_return 1;
+    std::optional<status_server> page;
+    if (so) {
+      auto started = status_server::start(io.get_executor(), svc.watch(), *so);
+      if (!started) {
+        std::cerr << "crust-node: cannot serve the status page on " << status.at << ": "
+                  << (started.error() == errc::not_allowed
+                          ? "not a loopback address (add --status-remote to allow it)"
+                          : started.error().message())
+                  << "\n";
+        co_await svc.stop();
+        co_return 1;
+      }
+      page.emplace(std::move(*started));
+      const auto url = "http://" + transport::to_string(page->local_endpoint()) + "/";
+      if (opt.json)
+        std::cout << json::serialize(json::object{{"event", "status"}, {"url", url}}) << std::endl;
+      else
+        std::cout << "status page: " << url << " (/status, /metrics)" << std::endl;
+    }
     const auto udp = svc.local_udp_endpoint();
     if (opt.json) {
       json::object j{{"event", "listening"},
@@ -310,6 +342,7 @@ int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_
       if (auto* m = std::get_if<events::new_message>(&*ev); m && echo)
         (void)svc.send(m->peer, m->payload, {m->prio, false});
     }
+    if (page) co_await page->stop();
     co_await svc.stop();
     co_return 0;
   });
@@ -321,8 +354,9 @@ int cmd_listen(const options& opt, bool echo, double seconds) {
   return serve(opt, echo, seconds, false, false);
 }
 
-int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap) {
-  return serve(opt, echo, seconds, true, do_bootstrap);
+int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap,
+            const status_args& status) {
+  return serve(opt, echo, seconds, true, do_bootstrap, status);
 }
 
 int cmd_lan(const options& opt, int window_ms) {

@@ -37,7 +37,13 @@ crust::result<std::vector<boost::asio::ip::udp::endpoint>> parse_servers(
 
 int cmd_id(const options& opt);
 int cmd_listen(const options& opt, bool echo, double seconds);
-int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap);
+// `run --status IP:PORT`: where the status server listens ("" for none).
+struct status_args {
+  std::string at;
+  bool remote = false;
+};
+int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap,
+            const status_args& status);
 int cmd_bootstrap(const options& opt);
 int cmd_lan(const options& opt, int window_ms);
 // info: start, optionally bootstrap, prepare a connection info and print it.

@@ -52,6 +52,12 @@ int main(int argc, char** argv) {
   run->add_flag("--echo", echo, "send every message back to its sender");
   run->add_option("--for", seconds, "stop after this many seconds (default: until Ctrl-C)");
   run->add_flag("--no-bootstrap", no_bootstrap, "only accept peers; do not bootstrap at start");
+  status_args status;
+  run->add_option("--status", status.at,
+                  "serve /status (JSON), /metrics (Prometheus) and a live page at IP:PORT "
+                  "(port 0: any; loopback only unless --status-remote)");
+  run->add_flag("--status-remote", status.remote,
+                "allow --status on an address other than loopback (the page lists every peer)");
 
   auto* boot = app.add_subcommand(
       "bootstrap", "bootstrap once from the cache and the config's contacts, and report");
@@ -223,7 +229,7 @@ int main(int argc, char** argv) {
   try {
     if (*id) return cmd_id(opt);
     if (*listen) return cmd_listen(opt, echo, seconds);
-    if (*run) return cmd_run(opt, echo, seconds, !no_bootstrap);
+    if (*run) return cmd_run(opt, echo, seconds, !no_bootstrap, status);
     if (*boot) return cmd_bootstrap(opt);
     if (*lan) return cmd_lan(opt, window_ms);
     if (*rendezvous) return cmd_rendezvous(opt, rv);
