@@ -4,7 +4,10 @@
 #  - clang-tidy: the layers without coroutine-heavy code (base, secure,
 #    config, events, the STUN codec and server, connection info and
 #    punching), with .clang-tidy's checks as errors. The coroutine
-#    layers are left out: Asio's headers make each run slow and noisy.
+#    layers are left out: Asio's headers make each run slow and noisy;
+#  - tests/api_docs_check.py: every public async function's comment names
+#    its errors and says how cancellation works;
+#  - Doxygen builds the API reference (docs/Doxyfile) without a warning.
 # Usage: tests/lint.sh SOURCE_ROOT BUILD_DIR
 set -uo pipefail
 src=$1
@@ -31,5 +34,16 @@ for f in crust/base/*.cpp crust/secure/crypto.cpp crust/secure/noise.cpp crust/s
     fail=1
   fi
 done
+# Every public async function documents its errors and cancellation.
+python3 tests/api_docs_check.py "$src" || fail=1
+# The API reference builds cleanly (into a scratch directory, not build-docs).
+docs_out=$(mktemp -d)
+trap 'rm -rf "$docs_out"' EXIT
+if ! { cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = $docs_out"; echo "WARN_LOGFILE = $docs_out/warnings.txt"; } |
+     doxygen - > /dev/null 2>&1 || [ -s "$docs_out/warnings.txt" ] || [ ! -f "$docs_out/html/index.html" ]; then
+  echo "doxygen: the API reference has problems:"
+  head -20 "$docs_out/warnings.txt" 2>/dev/null
+  fail=1
+fi
 [ $fail -eq 0 ] && echo "lint: clean"
 exit $fail

@@ -1,5 +1,6 @@
-// The logging hook. The library never writes to stdout or stderr itself: it
-// hands records to the handler the application installs (none by default).
+/// \file
+/// The logging hook. The library never writes to stdout or stderr itself: it
+/// hands records to the handler the application installs (none by default).
 #pragma once
 
 #include <functional>
@@ -14,8 +15,8 @@ enum class log_level { trace = 0, debug, info, warn, error, off };
 using log_handler =
     std::function<void(log_level, std::string_view component, std::string_view msg)>;
 
-// Replaces the process-wide handler; pass {} to silence. Records below
-// `min_level` are not even formatted.
+/// Replaces the process-wide handler; pass {} to silence. Records below
+/// `min_level` are not even formatted.
 void set_log_handler(log_handler handler, log_level min_level = log_level::info);
 bool log_enabled(log_level level) noexcept;
 void log_write(log_level level, std::string_view component, const std::string& msg);
