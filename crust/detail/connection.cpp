@@ -26,6 +26,19 @@ constexpr std::size_t batch_limit = 256 * 1024;
 // still flushing what it sent before it saw our close loses nothing.
 constexpr auto close_linger = seconds(2);
 constexpr auto close_linger_limit = seconds(30);
+// How long a last close record (a protocol error, a timeout) may take to
+// leave before the socket is closed anyway.
+constexpr auto close_write_limit = milliseconds(500);
+
+// The close reason to send when a connection ends for `why` without a close
+// of ours, or nullopt when nothing is to be said (the peer closed, we were
+// cancelled, the transport failed).
+std::optional<close_reason> last_close_reason(error_code why) {
+  if (why == errc::protocol_violation || why == errc::frame_corrupt || why == errc::bad_signature)
+    return close_reason::protocol_error;
+  if (why == errc::connection_lost || why == errc::timed_out) return close_reason::timeout;
+  return std::nullopt;
+}
 }  // namespace
 
 connection::connection(transport::stream s, secure::handshake_result hs, const config& cfg,
@@ -213,8 +226,10 @@ asio::awaitable<error_code> connection::writer() {
       writing_ = true;
       auto [ec, n] =
           co_await asio::async_write(stream_, asio::buffer(batch_), as_tuple(use_awaitable));
-      writing_ = false;
+      // A write that failed or was cancelled may have left part of a frame
+      // behind: writing_ stays set, so no last close follows it.
       if (ec) co_return ec;
+      writing_ = false;
       last_sent_ = clock::now();
     }
     if (queue_.empty()) flushed_.notify();
@@ -371,15 +386,33 @@ asio::awaitable<error_code> connection::watchdog() {
   }
 }
 
+asio::awaitable<void> connection::send_last_close(error_code why) {
+  const auto reason = last_close_reason(why);
+  // A close of ours is out already, or the writer stopped part way through
+  // a frame (the stream cannot carry another), or the peer said goodbye.
+  if (!reason || close_sent_ || writing_ || peer_close_) co_return;
+  using namespace asio::experimental::awaitable_operators;
+  batch_.clear();
+  frame_open_ = false;
+  add_record(secure::encode_close(*reason, why.message()), {});
+  finish_frame();
+  timer limit(stream_.get_executor());
+  limit.expires_after(close_write_limit);
+  (void)co_await (asio::async_write(stream_, asio::buffer(batch_), as_tuple(use_awaitable)) ||
+                  limit.async_wait(as_tuple(use_awaitable)));
+  stream_.shutdown_send();
+}
+
 asio::awaitable<error_code> connection::run() {
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
   auto outcome = co_await (reader() || writer() || watchdog());
   ended_ = true;
+  error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
+  co_await send_last_close(why);
   stream_.close();
   flushed_.notify();
   earlier_.reset();
-  error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
   if (peer_close_ && peer_close_->reason == close_reason::not_allowed)
     why = make_error_code(errc::not_allowed);
   end_reason_ = why;

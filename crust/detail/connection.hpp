@@ -115,6 +115,9 @@ class connection : public std::enable_shared_from_this<connection> {
   void add_record(byte_span header, byte_span data);
   void finish_frame();
   boost::asio::awaitable<void> on_hello(secure::incoming_hello h);
+  // Tells the peer why we end (a last close record), when the stream can
+  // still carry a whole frame; bounded by close_write_limit.
+  boost::asio::awaitable<void> send_last_close(error_code why);
 
   transport::stream stream_;
   connection_owner& owner_;  // outlives run(): the service awaits every connection

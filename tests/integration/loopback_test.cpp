@@ -20,6 +20,21 @@ transport::tcp_endpoint ep_of(service& s) {
 
 using test::eventually;
 
+// A raw TCP connection to `node` that has run the Noise initiator (XK) as
+// `who`, for tests that then speak the protocol by hand.
+struct raw_peer {
+  transport::stream stream;
+  secure::handshake_result hs;
+};
+asio::awaitable<raw_peer> raw_dial(service& node, const identity& who, const config& cfg) {
+  auto s = co_await transport::tcp_dial(ep_of(node));
+  REQUIRE(s);
+  auto hs = co_await secure::run_handshake(
+      *s, secure::handshake::initiator(who, cfg.network_name, node.id().public_key()));
+  REQUIRE(hs);
+  co_return raw_peer{std::move(*s), std::move(*hs)};
+}
+
 bytes pattern_bytes(std::size_t n, std::uint32_t seed) {
   bytes b(n);
   for (auto& v : b) {
@@ -385,18 +400,54 @@ TEST_CASE("loopback: a peer that goes silent is lost within the heartbeat timeou
     REQUIRE(got17);
     // A real peer that completes the handshake and then never sends again.
     auto mute = identity::generate();
-    auto s = co_await transport::tcp_dial(ep_of(*a));
-    REQUIRE(s);
-    auto hs = co_await secure::run_handshake(
-        *s, secure::handshake::initiator(mute, cfg.network_name, a->id().public_key()));
-    REQUIRE(hs);
-    co_await test::say_hello(*s, *hs);
+    auto raw = co_await raw_dial(*a, mute, cfg);
+    co_await test::say_hello(raw.stream, raw.hs);
     (void)co_await test::next_of<events::bootstrap_accept>(*a);
     auto t0 = clock::now();
     auto lost = co_await test::next_of<events::lost_peer>(*a, seconds(10));
     CHECK(lost.peer == mute.id());
     CHECK(lost.reason == errc::connection_lost);
     CHECK(clock::now() - t0 >= milliseconds(500));
+    // The node said why before it closed.
+    secure::frame_opener opener(std::move(raw.hs.keys.receive));
+    auto said = co_await test::read_close(raw.stream, opener);
+    REQUIRE(said.has_value());
+    CHECK(said->reason == close_reason::timeout);
+    co_await a->stop();
+  });
+}
+
+TEST_CASE("loopback: a peer that breaks the record rules is told so, lost, and the node goes on") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    auto a = test::make_node(io, cfg);
+    auto started = co_await a->start();
+    REQUIRE(started);
+    auto rogue = identity::generate();
+    auto raw = co_await raw_dial(*a, rogue, cfg);
+    secure::frame_sealer sealer(std::move(raw.hs.keys.send));
+    secure::frame_opener opener(std::move(raw.hs.keys.receive));
+    const std::vector<bytes> hello{secure::encode_hello(node_role::node, false)};
+    co_await test::send_frame(raw.stream, sealer, hello);
+    (void)co_await test::next_of<events::bootstrap_accept>(*a);
+    // An authenticated frame whose record has no known type.
+    const std::vector<bytes> unknown{bytes{0x7f, 1, 2, 3}};
+    co_await test::send_frame(raw.stream, sealer, unknown);
+    auto lost = co_await test::next_of<events::lost_peer>(*a);
+    CHECK(lost.peer == rogue.id());
+    CHECK(lost.reason == errc::protocol_violation);
+    auto said = co_await test::read_close(raw.stream, opener);
+    REQUIRE(said.has_value());
+    CHECK(said->reason == close_reason::protocol_error);
+    CHECK_FALSE(said->text.empty());
+    // Another peer still connects and is heard.
+    auto b = test::make_node(io, cfg);
+    auto info = co_await b->connect(ep_of(*a), a->id().public_key());
+    REQUIRE(info);
+    REQUIRE(b->send(a->id().id(), bytes{1, 2, 3}));
+    auto m = co_await test::next_of<events::new_message>(*a);
+    CHECK(m.payload == bytes{1, 2, 3});
+    co_await b->stop();
     co_await a->stop();
   });
 }
@@ -694,12 +745,8 @@ TEST_CASE("loopback: heartbeat timeout on a manual clock (no waiting for real ti
     auto a = test::make_node(io, cfg);
     REQUIRE(co_await a->start());
     auto mute = identity::generate();
-    auto s = co_await transport::tcp_dial(ep_of(*a));
-    REQUIRE(s);
-    auto hs = co_await secure::run_handshake(
-        *s, secure::handshake::initiator(mute, cfg.network_name, a->id().public_key()));
-    REQUIRE(hs);
-    co_await test::say_hello(*s, *hs);
+    auto raw = co_await raw_dial(*a, mute, cfg);
+    co_await test::say_hello(raw.stream, raw.hs);
     (void)co_await test::next_of<events::bootstrap_accept>(*a);
     co_await test::sleep_for(milliseconds(10));
     CHECK(a->peers().size() == 1);

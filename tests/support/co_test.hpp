@@ -8,6 +8,7 @@
 #include "crust/config.hpp"
 #include "crust/secure/frame.hpp"
 #include "crust/secure/handshake.hpp"
+#include "crust/secure/message.hpp"
 #include "crust/service.hpp"
 
 #include "support/test.hpp"
@@ -21,6 +22,8 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <vector>
 
 namespace crust::test {
 
@@ -130,20 +133,57 @@ asio::awaitable<E> next_of(service& svc, duration limit = seconds(20)) {
   }
 }
 
+// Seals `records` into one frame and writes it, for tests that speak the
+// protocol by hand after a raw handshake.
+inline asio::awaitable<void> send_frame(transport::stream& s, secure::frame_sealer& sealer,
+                                        const std::vector<bytes>& records) {
+  bytes frame;
+  sealer.open_frame(frame);
+  for (const auto& r : records) {
+    put_u16(frame, static_cast<std::uint16_t>(r.size()));
+    append(frame, r);
+  }
+  REQUIRE(sealer.close_frame(frame));
+  auto [ec, n] =
+      co_await asio::async_write(s, asio::buffer(frame), asio::as_tuple(asio::use_awaitable));
+  REQUIRE_FALSE(ec);
+}
+
 // Sends the dialler's hello (one frame), as a crust dialler does after the
 // handshake, for tests that drive a raw handshake.
 inline asio::awaitable<void> say_hello(transport::stream& s, secure::handshake_result& hs,
                                        node_role role = node_role::node, bool bootstrap = false) {
   secure::frame_sealer sealer(std::move(hs.keys.send));
-  bytes frame;
-  sealer.open_frame(frame);
-  const auto hello = secure::encode_hello(role, bootstrap);
-  put_u16(frame, static_cast<std::uint16_t>(hello.size()));
-  append(frame, hello);
-  REQUIRE(sealer.close_frame(frame));
-  auto [ec, n] =
-      co_await asio::async_write(s, asio::buffer(frame), asio::as_tuple(asio::use_awaitable));
-  REQUIRE_FALSE(ec);
+  const std::vector<bytes> records{secure::encode_hello(role, bootstrap)};  // named: GCC 12
+  co_await send_frame(s, sealer, records);
+}
+
+// Reads what a node sends on a raw connection until it ends the stream (or
+// `limit` passes) and returns the last close record among it, if any.
+inline asio::awaitable<std::optional<secure::incoming_close>> read_close(
+    transport::stream& s, secure::frame_opener& opener, duration limit = seconds(10)) {
+  secure::reassembler reasm(std::size_t{1} << 20);
+  std::optional<secure::incoming_close> close;
+  std::vector<byte> buf(64 * 1024);
+  const auto deadline = clock::now() + limit;
+  for (;;) {
+    const auto left = deadline - clock::now();
+    if (left <= duration::zero()) co_return close;
+    auto got = co_await within(
+        s.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable)), left);
+    if (!got || std::get<0>(*got)) co_return close;
+    mutable_byte_span in(buf.data(), std::get<1>(*got));
+    while (!in.empty()) {
+      auto body = opener.next(in);
+      if (!body || !*body) break;
+      secure::record_reader records(**body);
+      for (auto r = records.next(); r && *r; r = records.next()) {
+        auto rec = reasm.feed(**r);
+        if (!rec) co_return close;
+        if (auto* c = std::get_if<secure::incoming_close>(&*rec)) close = *c;
+      }
+    }
+  }
 }
 
 inline asio::awaitable<void> sleep_for(duration d) {
