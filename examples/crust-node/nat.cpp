@@ -2,6 +2,7 @@
 // and nat (what kind of NAT is in front of it).
 #include "common.hpp"
 
+#include "crust/status.hpp"
 #include "nat/discover.hpp"
 #include "nat/stun_agent.hpp"
 #include "transports/endpoint.hpp"
@@ -24,26 +25,12 @@ std::string text(const asio::ip::udp::endpoint& e) {
   return transport::to_string({e.address(), e.port()});
 }
 
+// crust-node nat --json: the report as /status has it, after an "event" key.
 json::object report_json(const nat::nat_report& r) {
-  json::array ext, obs, notes;
-  for (const auto& e : r.external) ext.push_back(json::string(text(e)));
-  for (const auto& o : r.observations)
-    obs.push_back(json::object{{"socket", o.socket},
-                               {"local", text(o.local)},
-                               {"observer", text(o.observer)},
-                               {"mapped", text(o.mapped)}});
-  for (const auto& n : r.notes) notes.push_back(json::string(n));
-  json::object j{{"event", "nat_report"},
-                 {"mapping", to_string(r.mapping)},
-                 {"allocation", to_string(r.allocation)},
-                 {"filtering", to_string(r.filtering)},
-                 {"punchable", r.punchable()},
-                 {"external", std::move(ext)},
-                 {"observations", std::move(obs)},
-                 {"notes", std::move(notes)}};
-  if (r.allocation == nat::allocation_behaviour::sequential) j["port_step"] = r.port_step;
-  j["hairpinning"] = r.hairpinning ? json::value(*r.hairpinning) : json::value(nullptr);
-  return j;
+  json::object out{{"event", "nat_report"}};
+  auto parsed = json::parse(crust::nat_report_json(r));  // named: the loop borrows from it
+  for (auto& kv : parsed.as_object()) out.emplace(kv.key(), kv.value());
+  return out;
 }
 
 void print_report(const nat::nat_report& r) {

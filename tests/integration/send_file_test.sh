@@ -18,14 +18,8 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-wait_for() {  # file, pattern, seconds
-  local deadline=$((SECONDS + $3))
-  while [ $SECONDS -lt $deadline ]; do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
+# shellcheck source=tests/support/wait_for.sh
+. "$(dirname "$0")/../support/wait_for.sh"  # wait_for FILE PATTERN SECONDS
 mkdir -p "$work/out"
 head -c $((16 << 20)) /dev/urandom > "$work/big.bin"
 want=$(sha256sum "$work/big.bin" | cut -d' ' -f1)

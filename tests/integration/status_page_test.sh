@@ -23,14 +23,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-wait_for() {  # file, pattern, seconds
-  local deadline=$((SECONDS + $3))
-  while [ $SECONDS -lt $deadline ]; do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=tests/support/wait_for.sh
+. "$(dirname "$0")/../support/wait_for.sh"  # wait_for FILE PATTERN SECONDS
 
 "$NODE" id --key "$work/a.key" > /dev/null
 "$NODE" id --key "$work/b.key" > /dev/null

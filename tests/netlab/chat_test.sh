@@ -17,11 +17,7 @@ LAB_NAME=chat LAB_SECONDS=120
 # shellcheck source=tests/netlab/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-new_ns; PUB=$NS
-in_ns "$PUB" ip link add br0 type bridge
-in_ns "$PUB" ip addr add 198.18.0.1/24 dev br0
-in_ns "$PUB" ip link set lo up
-in_ns "$PUB" ip link set br0 up
+internet 198.18.0.1
 nat_site "$PUB" 1; RA=$SITE_ROUTER HA=$SITE_HOST
 nat_site "$PUB" 2; RB=$SITE_ROUTER HB=$SITE_HOST
 warm_neighbours "$PUB" "$RA" "$RB"

@@ -45,15 +45,20 @@ new_ns() {
   exit 1
 }
 
-# Waits up to $3 seconds for a line matching $2 in file $1.
-wait_for() {
-  local deadline=$((SECONDS + $3))
-  while [ $SECONDS -lt $deadline ]; do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
+# The "internet": a namespace with bridge br0 holding each address given
+# (198.18.0.x, /24); sets PUB.
+internet() {
+  new_ns; PUB=$NS
+  in_ns "$PUB" ip link add br0 type bridge
+  local a
+  for a in "$@"; do in_ns "$PUB" ip addr add "$a/24" dev br0; done
+  in_ns "$PUB" ip link set lo up
+  in_ns "$PUB" ip link set br0 up
 }
+
+# wait_for FILE PATTERN SECONDS
+# shellcheck source=tests/support/wait_for.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../support/wait_for.sh"
 
 # An nftables NAT on router namespace $1 (interfaces wan0 and lan0) for
 # the host $2 behind it: $3 is the masquerade statement ("masquerade" is a

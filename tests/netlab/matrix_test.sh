@@ -51,13 +51,8 @@ LAB_NAME=matrix LAB_SECONDS=600 LAB_DELAY_MS=${MATRIX_DELAY_MS:-20}
 # shellcheck source=tests/netlab/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-new_ns; PUB=$NS
+internet 198.18.0.1 198.18.0.2
 declare -A RTR HOST
-in_ns "$PUB" ip link add br0 type bridge
-in_ns "$PUB" ip addr add 198.18.0.1/24 dev br0
-in_ns "$PUB" ip addr add 198.18.0.2/24 dev br0
-in_ns "$PUB" ip link set lo up
-in_ns "$PUB" ip link set br0 up
 in_ns "$PUB" sysctl -qw net.ipv4.ip_forward=1
 n=0
 for side in a b c; do

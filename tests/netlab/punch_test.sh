@@ -32,14 +32,9 @@ LAB_NAME=punch LAB_SECONDS=200
 # shellcheck source=tests/netlab/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-new_ns; PUB=$NS
-in_ns "$PUB" ip link add br0 type bridge
-in_ns "$PUB" ip addr add 198.18.0.1/24 dev br0
-in_ns "$PUB" ip addr add 198.18.0.2/24 dev br0
+internet 198.18.0.1 198.18.0.2
 nat_site "$PUB" 1; RA=$SITE_ROUTER HA=$SITE_HOST
 nat_site "$PUB" 2; RB=$SITE_ROUTER HB=$SITE_HOST
-in_ns "$PUB" ip link set lo up
-in_ns "$PUB" ip link set br0 up
 # The public side has no route to either LAN: only NAT gets through.
 
 # Two observers at two addresses: with one, the NAT's mapping (and so
