@@ -22,6 +22,15 @@ const std::set<std::string, std::less<>> live_keys = {
     "relay_max_circuits",          "relay_circuits_per_peer", "relay_circuit_bytes",
 };
 
+// Adds one connection's message and byte counters to `m`.
+void add_payload(node_metrics& m, const peer_stats& s) {
+  m.messages_sent += s.messages_sent;
+  m.bytes_sent += s.bytes_sent;
+  m.messages_received += s.messages_received;
+  m.bytes_received += s.bytes_received;
+  m.messages_dropped += s.messages_dropped;
+}
+
 }  // namespace
 
 // --- connection_owner ---
@@ -626,14 +635,7 @@ std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connectio
 
 asio::awaitable<void> service::impl::run_connection(std::shared_ptr<connection> conn) {
   auto why = co_await conn->run();
-  {
-    const auto s = conn->stats();
-    ended_.messages_sent += s.messages_sent;
-    ended_.bytes_sent += s.bytes_sent;
-    ended_.messages_received += s.messages_received;
-    ended_.bytes_received += s.bytes_received;
-    ended_.messages_dropped += s.messages_dropped;
-  }
+  add_payload(metrics_, conn->stats());  // what it carried outlives it in the totals
   const auto id = conn->info().id;
   auto it = peers_.find(id);
   if (it == peers_.end() || it->second != conn) co_return;  // replaced or disconnected
@@ -902,20 +904,11 @@ node_status service::impl::status() const {
   s.udp = local_udp_endpoint();
   s.nat = last_nat_;
   s.port_mappings = port_mappings();
-  s.metrics = metrics_;
+  s.metrics = metrics_;  // payload totals of the connections that have ended
   auto& m = s.metrics;
-  m.messages_sent = ended_.messages_sent;
-  m.bytes_sent = ended_.bytes_sent;
-  m.messages_received = ended_.messages_received;
-  m.bytes_received = ended_.bytes_received;
-  m.messages_dropped = ended_.messages_dropped;
   for (const auto& [id, conn] : peers_) {
     peer_status p{conn->info(), conn->stats(), now - conn->registered_at()};
-    m.messages_sent += p.stats.messages_sent;
-    m.bytes_sent += p.stats.bytes_sent;
-    m.messages_received += p.stats.messages_received;
-    m.bytes_received += p.stats.bytes_received;
-    m.messages_dropped += p.stats.messages_dropped;
+    add_payload(m, p.stats);
     s.peers.push_back(std::move(p));
   }
   const auto& r = relay_->relay_stats();

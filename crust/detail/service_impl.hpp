@@ -489,10 +489,10 @@ class service::impl final : public detail::connection_owner,
   std::set<asio::ip::address> banned_ips_;
   std::map<public_id, peer_key> rendezvous_keys_;  // peers a rendezvous is running with
   asio::thread_pool* blocking_pool_ = nullptr;     // the application's, for miniupnpc
-  // For status(): counters since construction, the payload counters of
-  // connections that have ended, the last NAT discovery's report.
+  // For status(): counters since construction (the payload counters hold
+  // the connections that have ended; status() adds the open ones), and the
+  // last NAT discovery's report.
   node_metrics metrics_;
-  node_metrics ended_;
   time_point created_ = clock::now();
   std::optional<nat::nat_report> last_nat_;
   std::unique_ptr<detail::relay_agent> relay_;  // last: its coroutines use the rest
