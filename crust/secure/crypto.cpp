@@ -109,17 +109,22 @@ x25519_keypair x25519_keypair::generate() {
 
 x25519_keypair x25519_keypair::from_private(const key32& priv) {
   auto p = raw_private(EVP_PKEY_X25519, priv);
-  return {priv, raw_public_of(p.get())};
+  x25519_keypair kp;
+  kp.priv = priv;
+  kp.pub = raw_public_of(p.get());
+  kp.loaded = std::shared_ptr<evp_pkey_st>(p.release(), &EVP_PKEY_free);
+  return kp;
 }
 
-result<key32> x25519(const key32& priv, const key32& peer_pub) {
-  auto mine = raw_private(EVP_PKEY_X25519, priv);
+namespace {
+
+result<key32> derive_x25519(EVP_PKEY* mine, const key32& peer_pub) {
   pkey_ptr theirs(
       EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_pub.data(), peer_pub.size()),
       &EVP_PKEY_free);
   if (!theirs) openssl_bug("EVP_PKEY_new_raw_public_key");
-  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
-      EVP_PKEY_CTX_new(mine.get(), nullptr), &EVP_PKEY_CTX_free);
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new(mine, nullptr),
+                                                                  &EVP_PKEY_CTX_free);
   key32 out{};
   std::size_t len = out.size();
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1) openssl_bug("EVP_PKEY_derive_init");
@@ -128,6 +133,18 @@ result<key32> x25519(const key32& priv, const key32& peer_pub) {
       EVP_PKEY_derive(ctx.get(), out.data(), &len) != 1 || len != out.size())
     return make_error_code(errc::crypto_failure);
   return out;
+}
+
+}  // namespace
+
+result<key32> x25519(const key32& priv, const key32& peer_pub) {
+  auto mine = raw_private(EVP_PKEY_X25519, priv);
+  return derive_x25519(mine.get(), peer_pub);
+}
+
+result<key32> x25519(const x25519_keypair& mine, const key32& peer_pub) {
+  if (mine.loaded) return derive_x25519(mine.loaded.get(), peer_pub);
+  return x25519(mine.priv, peer_pub);
 }
 
 void ed25519_key::pkey_free::operator()(evp_pkey_st* p) const noexcept {

@@ -30,6 +30,11 @@ byte_array<16> md5(byte_span data);
 struct x25519_keypair {
   key32 priv{};
   key32 pub{};
+  // The loaded OpenSSL key (made with the pair; shared by copies, never
+  // changed). Loading a raw private key derives its public half, a scalar
+  // multiplication as dear as the DH itself, so each DH with a pair from
+  // generate() or from_private() reuses this one.
+  std::shared_ptr<evp_pkey_st> loaded;
   static x25519_keypair generate();
   // Derives the public key; any 32 bytes are a valid X25519 private key.
   static x25519_keypair from_private(const key32& priv);
@@ -38,6 +43,8 @@ struct x25519_keypair {
 // X25519(priv, peer_pub). Fails (crypto_failure) on a low-order peer key,
 // whose shared secret would be all zero.
 result<key32> x25519(const key32& priv, const key32& peer_pub);
+// The same with a key pair, through its loaded key when it has one.
+result<key32> x25519(const x25519_keypair& mine, const key32& peer_pub);
 
 // An Ed25519 signing key; keeps the OpenSSL key object so signing does not
 // re-parse it each time.

@@ -204,10 +204,10 @@ bool handshake_state::my_turn_to_write() const noexcept {
 }
 
 result<void> handshake_state::dh_token(int t) {
-  const key32* mine = nullptr;
+  const x25519_keypair* mine = nullptr;
   const key32* theirs = nullptr;
   auto pick = [&](bool local_static, bool remote_static) {
-    mine = local_static ? (s_ ? &s_->priv : nullptr) : (e_ ? &e_->priv : nullptr);
+    mine = local_static ? (s_ ? &*s_ : nullptr) : (e_ ? &*e_ : nullptr);
     theirs = remote_static ? (rs_ ? &*rs_ : nullptr) : (re_ ? &*re_ : nullptr);
   };
   switch (t) {
