@@ -304,8 +304,9 @@ asio::awaitable<void> service::impl::inbound(transport::stream s, bool sorted) {
   if (stopping_) co_return;
   auto conn =
       std::make_shared<connection>(std::move(s), std::move(*hs), cfg_, *this, clock::now() - t0);
-  // The dialler's hello comes next; admit() registers the connection.
-  co_await run_connection(conn);
+  // The dialler's hello comes next; admit() registers the connection. Its
+  // own task, so this frame (the handshake's) is freed while it runs.
+  spawn(run_connection(std::move(conn)), "connection");
 }
 
 asio::awaitable<void> service::impl::pause(duration d) {

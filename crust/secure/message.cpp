@@ -188,6 +188,22 @@ result<incoming> reassembler::feed(byte_span body) {
   return incoming{std::move(current_)};
 }
 
+void send_queue::fifo::pop_front() {
+  items_[head_] = outgoing_message{};  // the payload goes now, not at the next compaction
+  if (++head_ == items_.size()) {
+    // Empty: keep a small vector's room for the next burst, free a big one.
+    if (items_.capacity() > 64)
+      std::vector<outgoing_message>().swap(items_);
+    else
+      items_.clear();
+    head_ = 0;
+  } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+    // Half of it is spent: move the rest down (amortised O(1) per message).
+    items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+}
+
 send_queue::dropped send_queue::push(outgoing_message msg) {
   dropped d;
   const std::size_t size = msg.payload.size();

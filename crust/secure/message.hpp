@@ -29,7 +29,6 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <variant>
@@ -180,8 +179,21 @@ class send_queue {
   std::size_t queued_bytes() const noexcept { return bytes_; }
 
  private:
+  // A FIFO that holds no memory while empty (std::deque allocates a block
+  // when it is made): an idle connection's queue costs nothing.
+  class fifo {
+   public:
+    bool empty() const noexcept { return head_ == items_.size(); }
+    outgoing_message& front() { return items_[head_]; }
+    void push_back(outgoing_message m) { items_.push_back(std::move(m)); }
+    void pop_front();
+
+   private:
+    std::vector<outgoing_message> items_;
+    std::size_t head_ = 0;
+  };
   std::size_t max_bytes_;
-  std::array<std::deque<outgoing_message>, priority_count> queues_;
+  std::array<fifo, priority_count> queues_;
   std::size_t bytes_ = 0;
   std::size_t count_ = 0;
 };
