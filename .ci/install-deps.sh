@@ -11,7 +11,7 @@ packages=(
   python3-dissononce python3-cryptography coturn stun-server
   iproute2 util-linux nftables conntrack iputils-ping
   miniupnpd miniupnpd-nftables miniupnpc natpmpc
-  chromium doxygen
+  chromium doxygen gnuplot-nox
 )
 
 missing=()

@@ -9,7 +9,7 @@
 #                is not measured (a user-space relay would split TCP).
 # Runs interleaved repetitions and reports medians. Builds the release tree
 # (build-release) if needed. Writes bench/results/utp-<date>.json.
-#   ./bench/utp.sh [repetitions]
+#   ./bench/utp.sh [repetitions] [out.json]
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -112,7 +112,7 @@ else
   echo "| 1 % loss vs TCP | (needs root) | | | ≥ 0.8 |"
 fi
 mkdir -p bench/results
-out="bench/results/utp-$(date -u +%Y-%m-%d).json"
+out=${2:-bench/results/utp-$(date -u +%Y-%m-%d).json}
 cat > "$out" <<EOF
 {"benchmark": "utp", "repetitions": $reps,
  "loopback": {"utp_mbps": [$(IFS=,; echo "${lo_utp[*]}")], "tcp_mbps": [$(IFS=,; echo "${lo_tcp[*]}")],
