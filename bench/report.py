@@ -152,7 +152,10 @@ set terminal pngcairo size 900,560
 set output '{png}'
 set title 'Stream throughput on loopback, {prefix} (medians)'
 set logscale x 2
-set xlabel 'message size (bytes)'
+set offsets graph 0.05, graph 0.05, 0, 0
+set xtics ('64 B' 64, '1 KiB' 1024, '16 KiB' 16384, '64 KiB' 65536, '1 MiB' 1048576)
+set yrange [0:*]
+set xlabel 'message size'
 set ylabel 'MB/s'
 set key top left
 set grid

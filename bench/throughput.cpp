@@ -9,7 +9,7 @@
 // not the absolute rate, because these machines are shared and noisy.
 // TLS 1.3 (asio::ssl over the same OpenSSL, ChaCha20-Poly1305 and
 // AES-256-GCM) carries the same length-prefixed batches as raw TCP.
-//   bench_throughput [repetitions] [out.json] [--quick]
+//   bench_throughput [repetitions] [out.json] [--quick] [--size N]
 #include "bench/common.hpp"
 #include "bench/tls.hpp"
 #include "crust/secure/frame.hpp"
@@ -212,17 +212,21 @@ double run_crust(std::size_t size) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args;
+  std::size_t only = 0;  // --size N: that message size alone (for profiling)
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0)
       quick = true;
+    else if (std::strcmp(argv[i], "--size") == 0 && i + 1 < argc)
+      only = std::strtoull(argv[++i], nullptr, 10);
     else
       args.emplace_back(argv[i]);
   }
   const int reps = args.size() > 0 ? std::max(1, std::atoi(args[0].c_str())) : 3;
   const std::string json_out = args.size() > 1 ? args[1] : "";
   const std::vector<std::size_t> sizes =
-      quick ? std::vector<std::size_t>{64, 64 * 1024}
-            : std::vector<std::size_t>{64, 1024, 16 * 1024, 64 * 1024, 1 << 20};
+      only    ? std::vector<std::size_t>{only}
+      : quick ? std::vector<std::size_t>{64, 64 * 1024}
+              : std::vector<std::size_t>{64, 1024, 16 * 1024, 64 * 1024, 1 << 20};
   const std::string chacha = "TLS_CHACHA20_POLY1305_SHA256", aes = "TLS_AES_256_GCM_SHA384";
   boost::json::array rows;
   std::printf(
