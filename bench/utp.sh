@@ -3,10 +3,11 @@
 #   loopback:    crust-xfer over µTP and over TCP (the same harness, the bare
 #                transports), and libutp (npm utp-native) sending to itself;
 #   1 % loss:    crust-xfer µTP and TCP between two network namespaces with
-#                1 % random loss each way (nftables); root only. The issue
-#                asks for 50 ms RTT too, but this kernel has no netem and
-#                nothing else here delays TCP in the kernel, so that figure
-#                is not measured (a user-space relay would split TCP).
+#                1 % random loss each way (nftables); root only.
+#   50 ms RTT and 1 % loss: the same over a link that
+#                tests/netlab/delay_link.py delays 25 ms each way (this
+#                kernel has no netem; the relay passes whole Ethernet
+#                frames, so TCP stays end to end); root only.
 # Runs interleaved repetitions and reports medians. Builds the release tree
 # (build-release) if needed. Writes bench/results/utp-<date>.json.
 #   ./bench/utp.sh [repetitions] [out.json]
@@ -74,7 +75,7 @@ m_utp=$(printf '%s\n' "${lo_utp[@]}" | median)
 m_tcp=$(printf '%s\n' "${lo_tcp[@]}" | median)
 m_lib=$(printf '%s\n' "${lo_lib[@]}" | median)
 
-net_utp="" net_tcp=""
+net_utp="" net_tcp="" delay_utp="" delay_tcp=""
 if [ "$(id -u)" = 0 ] && command -v tc >/dev/null; then
   unshare --net -- sleep 600 & A=$!; pids+=("$A")
   unshare --net -- sleep 600 & B=$!; pids+=("$B")
@@ -98,6 +99,37 @@ if [ "$(id -u)" = 0 ] && command -v tc >/dev/null; then
   done
   net_utp=$(printf '%s\n' "${n_utp[@]}" | median)
   net_tcp=$(printf '%s\n' "${n_tcp[@]}" | median)
+
+  # 50 ms RTT: two more namespaces joined by the delayed TAP pair.
+  unshare --net -- sleep 600 & C=$!; pids+=("$C")
+  unshare --net -- sleep 600 & D=$!; pids+=("$D")
+  sleep 0.3
+  nsenter -t "$C" -n -- timeout 590 python3 "$root/tests/netlab/delay_link.py" \
+    --a "ud$$c" --b "ud$$d" --ms 25 --seconds 590 > "$work/delay.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q ready "$work/delay.out" && break; sleep 0.05; done
+  nsenter -t "$C" -n ip link set "ud$$d" netns "$D"
+  nsenter -t "$C" -n ip link set "ud$$c" name eth0
+  nsenter -t "$D" -n ip link set "ud$$d" name eth0
+  nsenter -t "$C" -n ip addr add 198.18.1.1/24 dev eth0
+  nsenter -t "$D" -n ip addr add 198.18.1.2/24 dev eth0
+  for n in "$C" "$D"; do
+    nsenter -t "$n" -n ip link set lo up
+    nsenter -t "$n" -n ip link set eth0 up
+    nsenter -t "$n" -n nft add table inet crust_loss
+    nsenter -t "$n" -n nft add chain inet crust_loss out '{ type filter hook output priority 0; }'
+    nsenter -t "$n" -n nft add rule inet crust_loss out oifname eth0 numgen random mod 1000 \< 10 drop
+  done
+  nsenter -t "$C" -n ping -c 2 -W 2 198.18.1.2 > /dev/null 2>&1  # neighbour caches
+  echo "50 ms RTT (25 ms each way) and 1 % loss each way, $reps interleaved repetitions"
+  declare -a d_utp d_tcp
+  for i in $(seq "$reps"); do
+    d_utp+=("$(SEND_NS="nsenter -t $C -n" xfer_run "nsenter -t $D -n" 198.18.1.2 $((4 * MiB)))")
+    d_tcp+=("$(SEND_NS="nsenter -t $C -n" xfer_run "nsenter -t $D -n" 198.18.1.2 $((4 * MiB)) --tcp)")
+    echo "  run $i: µTP ${d_utp[-1]} MB/s, TCP ${d_tcp[-1]} MB/s"
+  done
+  delay_utp=$(printf '%s\n' "${d_utp[@]}" | median)
+  delay_tcp=$(printf '%s\n' "${d_tcp[@]}" | median)
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
@@ -108,6 +140,7 @@ echo "| loopback vs TCP | $m_utp | $m_tcp | $(ratio "$m_utp" "$m_tcp") | ≥ 0.6
 echo "| loopback vs libutp | $m_utp | $m_lib | $(ratio "$m_utp" "$m_lib") | ≥ 2 |"
 if [ -n "$net_utp" ]; then
   echo "| 1 % loss (no added delay) vs TCP | $net_utp | $net_tcp | $(ratio "$net_utp" "$net_tcp") | ≥ 0.8 (at 50 ms RTT) |"
+  echo "| 50 ms RTT, 1 % loss vs TCP | $delay_utp | $delay_tcp | $(ratio "$delay_utp" "$delay_tcp") | ≥ 0.8 |"
 else
   echo "| 1 % loss vs TCP | (needs root) | | | ≥ 0.8 |"
 fi
@@ -117,6 +150,7 @@ cat > "$out" <<EOF
 {"benchmark": "utp", "repetitions": $reps,
  "loopback": {"utp_mbps": [$(IFS=,; echo "${lo_utp[*]}")], "tcp_mbps": [$(IFS=,; echo "${lo_tcp[*]}")],
               "libutp_mbps": [$(IFS=,; echo "${lo_lib[*]}")]},
- "loss_1pct": {"utp_mbps": [${n_utp[*]+$(IFS=,; echo "${n_utp[*]}")}], "tcp_mbps": [${n_tcp[*]+$(IFS=,; echo "${n_tcp[*]}")}]}}
+ "loss_1pct": {"utp_mbps": [${n_utp[*]+$(IFS=,; echo "${n_utp[*]}")}], "tcp_mbps": [${n_tcp[*]+$(IFS=,; echo "${n_tcp[*]}")}]},
+ "rtt50_loss_1pct": {"utp_mbps": [${d_utp[*]+$(IFS=,; echo "${d_utp[*]}")}], "tcp_mbps": [${d_tcp[*]+$(IFS=,; echo "${d_tcp[*]}")}]}}
 EOF
 echo "written: $out"
