@@ -2,17 +2,12 @@
 
 #include "crust/base/log.hpp"
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include <array>
 #include <cstring>
 
 namespace crust::detail {
@@ -50,58 +45,6 @@ std::optional<close_reason> last_close_reason(error_code why) {
     return close_reason::protocol_error;
   if (why == errc::connection_lost || why == errc::timed_out) return close_reason::timeout;
   return std::nullopt;
-}
-
-// Runs the three loops of a connection until the first one ends, then
-// cancels the other two and waits for them; returns the first one's
-// result. Asio's `||` does the same, but two of them nested cost each
-// connection about 3.5 KiB (two operator frames, four spawned entries and
-// their cancellation slots), a fifth of an idle connection's memory; this
-// costs three spawned entries. Cancelling the caller cancels all three.
-asio::awaitable<error_code> first_to_end(asio::any_io_executor ex,
-                                         std::array<asio::awaitable<error_code>, 3> loops) {
-  struct state {
-    std::array<asio::cancellation_signal, 3> stop;
-    int running = 3;
-    std::optional<error_code> first;
-    std::exception_ptr failed;
-    // Held by pointer: Boost 1.81's any_completion_handler wraps itself
-    // again, forever, when it is moved or posted as itself.
-    std::unique_ptr<asio::any_completion_handler<void()>> waiter;
-    // Posted, not called: the last loop's completion must not resume the
-    // caller inside it.
-    static void wake(const asio::any_io_executor& on, state& s) {
-      asio::post(on, [h = std::move(s.waiter)]() mutable { std::move (*h)(); });
-    }
-  };
-  auto st = std::make_shared<state>();
-  for (std::size_t i = 0; i < loops.size(); ++i) {
-    asio::co_spawn(ex, std::move(loops[i]),
-                   asio::bind_cancellation_slot(
-                       st->stop[i].slot(), [st, i, ex](std::exception_ptr e, error_code ec) {
-                         if (!st->first) {
-                           st->first = ec;
-                           st->failed = e;
-                           for (std::size_t j = 0; j < st->stop.size(); ++j)
-                             if (j != i) st->stop[j].emit(asio::cancellation_type::terminal);
-                         }
-                         if (--st->running == 0 && st->waiter) state::wake(ex, *st);
-                       }));
-  }
-  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-      [st, ex](auto handler) {
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) {
-          slot.assign([st](asio::cancellation_type t) {
-            for (auto& s : st->stop) s.emit(t);
-          });
-        }
-        st->waiter = std::make_unique<asio::any_completion_handler<void()>>(std::move(handler));
-        if (st->running == 0) state::wake(ex, *st);
-      },
-      use_awaitable);
-  if (st->failed) std::rethrow_exception(st->failed);
-  co_return *st->first;
 }
 }  // namespace
 
@@ -481,11 +424,11 @@ asio::awaitable<void> connection::send_last_close(error_code why) {
 }
 
 asio::awaitable<error_code> connection::run() {
+  using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
-  // Named first: GCC 12 and braced lists inside a co_await's arguments.
-  std::array<asio::awaitable<error_code>, 3> loops{reader(), writer(), watchdog()};
-  error_code why = co_await first_to_end(stream_.get_executor(), std::move(loops));
+  auto outcome = co_await (reader() || writer() || watchdog());
   ended_ = true;
+  error_code why = std::visit([](auto e) { return error_code(e); }, outcome);
   co_await send_last_close(why);
   stream_.close();
   flushed_.notify();
