@@ -63,7 +63,7 @@ bool verify_binding(const peer_key& key, const secure::signature64& sig) {
 }
 
 identity::identity(secure::ed25519_key sign_key, secure::x25519_keypair static_key)
-    : sign_key_(std::move(sign_key)), static_key_(static_key) {
+    : sign_key_(std::move(sign_key)), static_key_(std::move(static_key)) {
   binding_ = sign_key_.sign(binding_message(static_key_.pub));
 }
 
