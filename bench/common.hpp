@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <optional>
@@ -49,6 +50,29 @@ auto on_thread(F f) {
     if (failed) std::rethrow_exception(failed);
     return std::move(*out);
   });
+}
+
+// The command line the benchmarks share: positional arguments, `--quick`
+// (the test suite's tiny run) and `--size N` (one message size, where a
+// benchmark has sizes).
+struct command_line {
+  std::vector<std::string> args;
+  bool quick = false;
+  std::size_t size = 0;
+};
+
+inline command_line parse_command_line(int argc, char** argv) {
+  command_line c;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick")
+      c.quick = true;
+    else if (a == "--size" && i + 1 < argc)
+      c.size = std::strtoull(argv[++i], nullptr, 10);
+    else
+      c.args.push_back(a);
+  }
+  return c;
 }
 
 inline void write_json(const std::string& path, const boost::json::object& o) {

@@ -125,14 +125,9 @@ void one_handshake(const identity& client, const identity& server) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args;
-  bool quick = false;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0)
-      quick = true;
-    else
-      args.emplace_back(argv[i]);
-  }
+  const auto cl = bench::parse_command_line(argc, argv);
+  const auto& args = cl.args;
+  const bool quick = cl.quick;
   const int reps = args.size() > 0 ? std::max(1, std::atoi(args[0].c_str())) : 5;
   const std::string json_out = args.size() > 1 ? args[1] : "";
   if (quick) seconds_per_round = 0.05;

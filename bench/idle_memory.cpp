@@ -137,14 +137,9 @@ int run_client(unsigned short port, peer_key node, const std::vector<std::size_t
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args;
-  bool quick = false;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0)
-      quick = true;
-    else
-      args.emplace_back(argv[i]);
-  }
+  const auto cl = bench::parse_command_line(argc, argv);
+  const auto& args = cl.args;
+  const bool quick = cl.quick;
   const std::string json_out = args.size() > 0 ? args[0] : "";
   const std::vector<std::size_t> stages =
       quick ? std::vector<std::size_t>{100, 300} : std::vector<std::size_t>{1000, 10000};

@@ -211,16 +211,10 @@ double run_crust(std::size_t size) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args;
-  std::size_t only = 0;  // --size N: that message size alone (for profiling)
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0)
-      quick = true;
-    else if (std::strcmp(argv[i], "--size") == 0 && i + 1 < argc)
-      only = std::strtoull(argv[++i], nullptr, 10);
-    else
-      args.emplace_back(argv[i]);
-  }
+  const auto cl = bench::parse_command_line(argc, argv);
+  const auto& args = cl.args;
+  quick = cl.quick;
+  const std::size_t only = cl.size;  // --size N: that message size alone (for profiling)
   const int reps = args.size() > 0 ? std::max(1, std::atoi(args[0].c_str())) : 3;
   const std::string json_out = args.size() > 1 ? args[1] : "";
   const std::vector<std::size_t> sizes =

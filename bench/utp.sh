@@ -75,6 +75,19 @@ m_utp=$(printf '%s\n' "${lo_utp[@]}" | median)
 m_tcp=$(printf '%s\n' "${lo_tcp[@]}" | median)
 m_lib=$(printf '%s\n' "${lo_lib[@]}" | median)
 
+# lossy_up NS...: brings up lo and eth0 in each namespace and drops 1 % of
+# what leaves eth0 (nftables).
+lossy_up() {
+  local n
+  for n in "$@"; do
+    nsenter -t "$n" -n ip link set lo up
+    nsenter -t "$n" -n ip link set eth0 up
+    nsenter -t "$n" -n nft add table inet crust_loss
+    nsenter -t "$n" -n nft add chain inet crust_loss out '{ type filter hook output priority 0; }'
+    nsenter -t "$n" -n nft add rule inet crust_loss out oifname eth0 numgen random mod 1000 \< 10 drop
+  done
+}
+
 net_utp="" net_tcp="" delay_utp="" delay_tcp=""
 if [ "$(id -u)" = 0 ] && command -v tc >/dev/null; then
   unshare --net -- sleep 600 & A=$!; pids+=("$A")
@@ -83,13 +96,7 @@ if [ "$(id -u)" = 0 ] && command -v tc >/dev/null; then
   nsenter -t "$A" -n ip link add eth0 type veth peer name eth0 netns "$B"
   nsenter -t "$A" -n ip addr add 198.18.0.1/24 dev eth0
   nsenter -t "$B" -n ip addr add 198.18.0.2/24 dev eth0
-  for n in "$A" "$B"; do
-    nsenter -t "$n" -n ip link set lo up
-    nsenter -t "$n" -n ip link set eth0 up
-    nsenter -t "$n" -n nft add table inet crust_loss
-    nsenter -t "$n" -n nft add chain inet crust_loss out '{ type filter hook output priority 0; }'
-    nsenter -t "$n" -n nft add rule inet crust_loss out oifname eth0 numgen random mod 1000 \< 10 drop
-  done
+  lossy_up "$A" "$B"
   echo "1 % loss each way (nftables, no added delay), $reps interleaved repetitions"
   declare -a n_utp n_tcp
   for i in $(seq "$reps"); do
@@ -113,13 +120,7 @@ if [ "$(id -u)" = 0 ] && command -v tc >/dev/null; then
   nsenter -t "$D" -n ip link set "ud$$d" name eth0
   nsenter -t "$C" -n ip addr add 198.18.1.1/24 dev eth0
   nsenter -t "$D" -n ip addr add 198.18.1.2/24 dev eth0
-  for n in "$C" "$D"; do
-    nsenter -t "$n" -n ip link set lo up
-    nsenter -t "$n" -n ip link set eth0 up
-    nsenter -t "$n" -n nft add table inet crust_loss
-    nsenter -t "$n" -n nft add chain inet crust_loss out '{ type filter hook output priority 0; }'
-    nsenter -t "$n" -n nft add rule inet crust_loss out oifname eth0 numgen random mod 1000 \< 10 drop
-  done
+  lossy_up "$C" "$D"
   nsenter -t "$C" -n ping -c 2 -W 2 198.18.1.2 > /dev/null 2>&1  # neighbour caches
   echo "50 ms RTT (25 ms each way) and 1 % loss each way, $reps interleaved repetitions"
   declare -a d_utp d_tcp
