@@ -128,13 +128,12 @@ double run_raw(std::size_t size) {
 // raw TCP rate it gives the bound an encrypted stream can reach here: each
 // byte is both carried and sealed (and opened, on the other core), so
 // 1 / (1/raw + 1/aead).
-double run_aead(std::size_t size) {
+double run_aead() {
   secure::noise::cipher_state cs;
   secure::key32 k{};
   k[0] = 1;
   cs.initialize_key(k);
   // Whole frames at every size: small messages are batched into them.
-  (void)size;
   const std::size_t piece = secure::max_frame_body;
   bytes buf(piece + secure::aead_tag_size, 0x5a);
   const std::uint64_t total = quick ? 1u << 20 : 128ull << 20;
@@ -234,7 +233,7 @@ int main(int argc, char** argv) {
       enc.push_back(run_crust(size));
       tc.push_back(run_tls(size, chacha));
       ta.push_back(run_tls(size, aes));
-      aead.push_back(run_aead(size));
+      aead.push_back(run_aead());
     }
     const double mr = bench::median(raw), me = bench::median(enc), mc = bench::median(tc),
                  ma = bench::median(ta), mx = bench::median(aead);
