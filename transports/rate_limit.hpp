@@ -1,5 +1,6 @@
 // Rate limits for answers to unauthenticated datagrams (the LAN beacon,
-// STUN): a token bucket per source address and one for everything.
+// STUN, µTP resets and SYNs) and for inbound handshakes under load: a
+// token bucket per source and one for everything.
 #pragma once
 
 #include "crust/base/clock.hpp"
@@ -22,6 +23,9 @@ class rate_limiter {
         max_sources_(max_sources),
         global_tokens_(global_per_second) {}
   bool allow(const boost::asio::ip::address& source, time_point now);
+  // Whether `source` has no token left (allow() would refuse it for its
+  // own bucket), without spending one; a source never seen has its burst.
+  bool exhausted(const boost::asio::ip::address& source, time_point now);
 
  private:
   struct bucket {
@@ -34,5 +38,10 @@ class rate_limiter {
   time_point global_last_{};
   std::map<boost::asio::ip::address, bucket> buckets_;
 };
+
+// What one source is, for a rate limit: an IPv4 address (IPv4-mapped
+// IPv6 as IPv4), or an IPv6 address's /64, which one host usually holds
+// whole and can send from any address of.
+boost::asio::ip::address source_of(const boost::asio::ip::address& a);
 
 }  // namespace crust::transport

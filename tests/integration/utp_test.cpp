@@ -140,6 +140,45 @@ TEST_CASE("utp loopback: a peer that goes away resets the reader") {
   });
 }
 
+TEST_CASE("utp loopback: stray packets get resets no bigger than themselves, rate-limited") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto b = utp_node::make(io, true);
+    // 300 DATA packets for connections b never had, from one source.
+    asio::ip::udp::socket s(io, {asio::ip::address_v4::loopback(), 0});
+    for (std::uint16_t i = 0; i < 300; ++i) {
+      utp::header h;
+      h.type = utp::packet_type::data;
+      h.connection_id = static_cast<std::uint16_t>(1000 + i);
+      h.seq_nr = i;
+      const auto d = utp::encode(h, {}, bytes(100, 0x5a));
+      co_await s.async_send_to(asio::buffer(d), b.at(), asio::use_awaitable);
+    }
+    // Whatever came back: resets, each a bare header.
+    std::size_t answers = 0;
+    byte buf[2048];
+    for (;;) {
+      asio::ip::udp::endpoint from;
+      auto op = s.async_receive_from(asio::buffer(buf), from, asio::as_tuple(asio::use_awaitable));
+      auto got = co_await crust::within(std::move(op), milliseconds(300));
+      if (!got) break;
+      auto [ec, n] = *got;
+      if (ec) break;
+      ++answers;
+      CHECK(n == utp::header_size);
+      auto p = utp::decode(byte_span(buf, n));
+      REQUIRE(p);
+      CHECK(p->h.type == utp::packet_type::reset);
+    }
+    const auto& st = b.mgr->stats();
+    CHECK(st.resets_sent == answers);
+    CHECK(st.resets_sent + st.resets_limited == 300);
+    // Most of a burst from one source goes unanswered (burst 40, 20/s).
+    CHECK(st.resets_limited > 0);
+    CHECK(st.resets_sent < 300);
+    b.stop();
+  });
+}
+
 TEST_CASE("utp loopback: connect and read are cancellable; a SYN nobody accepts times out") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     utp::manager::options quick;

@@ -165,7 +165,12 @@ void manager::on_datagram(byte_span datagram, const asio::ip::udp::endpoint& fro
 }
 
 void manager::send_reset(const packet& p, const asio::ip::udp::endpoint& to) {
-  // Never larger than what came in (no amplification): a bare header.
+  // Never larger than what came in (no amplification): a bare header,
+  // and rate-limited per source (a spoofed flood gets few answers).
+  if (!reset_limiter_.allow(transport::source_of(to.address()), clock::now())) {
+    ++stats_.resets_limited;
+    return;
+  }
   header h;
   h.type = packet_type::reset;
   h.connection_id = p.h.connection_id;

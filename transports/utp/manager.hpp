@@ -7,6 +7,7 @@
 #pragma once
 
 #include "crust/base/notifier.hpp"
+#include "transports/rate_limit.hpp"
 #include "transports/udp.hpp"
 #include "transports/utp/stream.hpp"
 
@@ -62,6 +63,7 @@ class manager : public std::enable_shared_from_this<manager> {
   std::size_t size() const { return conns_.size(); }
   struct figures {
     std::uint64_t datagrams_in = 0, datagrams_out = 0, resets_sent = 0, syns_ignored = 0;
+    std::uint64_t resets_limited = 0;  // not sent: over the source's rate
     std::uint64_t accepted = 0, connected = 0;
   };
   const figures& stats() const { return stats_; }
@@ -95,6 +97,8 @@ class manager : public std::enable_shared_from_this<manager> {
   bool listening_ = false;
   bool stopped_ = false;
   std::mt19937 rng_{std::random_device{}()};
+  // Resets answer datagrams from anyone: 20/s per source (burst 40), 1000/s in all.
+  transport::rate_limiter reset_limiter_{20, 40, 1000, 1024};
   figures stats_;
 };
 
