@@ -153,6 +153,8 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.number(v, key, c.event_queue_messages, 1, 1u << 24);
     } else if (key == "max_pending_handshakes") {
       r.number(v, key, c.max_pending_handshakes, 1, 1u << 20);
+    } else if (key == "handshakes_per_source") {
+      r.number(v, key, c.handshakes_per_source, 0, 1u << 20);
     } else if (key == "heartbeat_interval_ms") {
       r.millis(v, key, c.heartbeat_interval);
     } else if (key == "heartbeat_timeout_ms") {
@@ -311,6 +313,7 @@ std::string config::to_json() const {
   o["send_queue_bytes"] = send_queue_bytes;
   o["event_queue_messages"] = event_queue_messages;
   o["max_pending_handshakes"] = max_pending_handshakes;
+  o["handshakes_per_source"] = handshakes_per_source;
   o["heartbeat_interval_ms"] = ms(heartbeat_interval);
   o["heartbeat_timeout_ms"] = ms(heartbeat_timeout);
   o["handshake_timeout_ms"] = ms(handshake_timeout);

@@ -31,6 +31,11 @@ struct config {
   std::size_t send_queue_bytes = 8u << 20;   ///< per connection; beyond it low priority drops
   std::size_t event_queue_messages = 4096;   ///< undelivered NewMessage events before readers wait
   std::size_t max_pending_handshakes = 256;  ///< in progress at once; beyond, the oldest is closed
+  /// Failed inbound handshakes per second one source (an IPv4 address, an
+  /// IPv6 /64) may have, burst twice that; beyond, its new connections are
+  /// closed before any cryptography until the rate falls back. A source
+  /// whose handshakes succeed is never limited. 0: no limit.
+  unsigned handshakes_per_source = 20;
   duration heartbeat_interval = seconds(5);
   duration heartbeat_timeout = seconds(20);  ///< LostPeer after this much silence
   duration handshake_timeout = seconds(10);

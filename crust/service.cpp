@@ -252,18 +252,67 @@ void service::impl::take_inbound(transport::stream s) {
     s.close();
     return;
   }
-  if (pending_.size() >= cfg_.max_pending_handshakes) {
-    // Full: close the oldest handshake rather than refuse the newest. A
-    // real peer finishes within a round trip or two, so stalled sockets
-    // (a slowloris) are what gets evicted, and new peers still get in.
-    auto oldest = pending_.begin();
-    CRUST_LOG(warn, "service",
-              "too many handshakes in progress; closing the oldest, from "
-                  << oldest->second->remote_description());
-    oldest->second->close();
-    pending_.erase(oldest);
+  // A source (an address, an IPv6 /64) whose handshakes keep failing has
+  // its new connections closed unheard, before any cryptography, until
+  // its rate of failures falls back: a flood of forged initiations costs
+  // us one accept each, and real peers from other sources still get in.
+  // (TCP's handshake has proven the source address: this is what a
+  // stateless cookie buys over UDP.)
+  if (auto src = limited_source(s); src && handshake_limiter_.exhausted(*src, clock::now())) {
+    ++metrics_.handshakes_shed;
+    CRUST_LOG(debug, "service",
+              "refused a connection from " << s.remote_description()
+                                           << ": too many failed handshakes from there");
+    s.close();
+    return;
   }
+  if (pending_.size() >= cfg_.max_pending_handshakes) evict_pending();
   spawn(inbound(std::move(s)), "inbound handshake");
+}
+
+std::optional<asio::ip::address> service::impl::limited_source(const transport::stream& s) const {
+  if (cfg_.handshakes_per_source == 0 || s.transport() == transport::kind::relay) return {};
+  auto a = s.remote_address();
+  if (!a) return {};
+  return transport::source_of(*a);
+}
+
+void service::impl::failed_from(const std::optional<asio::ip::address>& source) {
+  if (source) (void)handshake_limiter_.allow(*source, clock::now());  // spends a token
+}
+
+void service::impl::add_pending(std::uint64_t ticket, transport::stream* s) {
+  asio::ip::address source;  // unspecified: relayed, or no address
+  if (auto a = s->remote_address(); a && s->transport() != transport::kind::relay)
+    source = transport::source_of(*a);
+  pending_.emplace(ticket, pending_handshake{s, source});
+  ++pending_by_source_[source];
+}
+
+void service::impl::drop_pending(std::uint64_t ticket) {
+  auto it = pending_.find(ticket);
+  if (it == pending_.end()) return;  // evicted
+  auto n = pending_by_source_.find(it->second.source);
+  if (n != pending_by_source_.end() && --n->second == 0) pending_by_source_.erase(n);
+  pending_.erase(it);
+}
+
+void service::impl::evict_pending() {
+  // Full: close a handshake rather than refuse the newest. A real peer
+  // finishes within a round trip or two, so stalled sockets (a slowloris)
+  // are what gets evicted, and the busiest source's first: one attacker
+  // cannot push out another source's peer.
+  if (pending_.empty()) return;
+  auto busiest = std::max_element(pending_by_source_.begin(), pending_by_source_.end(),
+                                  [](const auto& a, const auto& b) { return a.second < b.second; });
+  auto victim = std::find_if(pending_.begin(), pending_.end(),
+                             [&](const auto& p) { return p.second.source == busiest->first; });
+  CRUST_LOG(warn, "service",
+            "too many handshakes in progress; closing the oldest from the busiest source, "
+                << victim->second.stream->remote_description());
+  ++metrics_.handshakes_shed;
+  victim->second.stream->close();
+  drop_pending(victim->first);
 }
 
 // A transport stream to `to`, over TCP or µTP.
@@ -280,23 +329,26 @@ asio::awaitable<result<transport::stream>> service::impl::open_stream(endpoint t
 // `sorted`: a TCP stream's first bytes were already looked at.
 asio::awaitable<void> service::impl::inbound(transport::stream s, bool sorted) {
   const auto ticket = next_ticket_++;
-  pending_.emplace(ticket, &s);  // s lives in this frame until it returns
+  add_pending(ticket, &s);  // s lives in this frame until it returns
   const auto t0 = clock::now();
   const auto deadline = t0 + cfg_.handshake_timeout;
   std::string from = s.remote_description();
+  const auto source = limited_source(s);
   if (!sorted && s.transport() == transport::kind::tcp) {
     auto opening = co_await sort_tcp(s, ticket, deadline);
     if (opening != tcp_opening::noise) {
-      pending_.erase(ticket);
+      drop_pending(ticket);
+      if (opening == tcp_opening::failed) failed_from(source);
       co_return;
     }
   }
   auto machine = secure::handshake::responder(id_, cfg_.network_name, cfg_.accept_address_only);
   auto op = secure::run_handshake(s, std::move(machine));
   auto hs = co_await with_timeout(std::move(op), time_left(deadline));
-  pending_.erase(ticket);  // a no-op if it was evicted
+  drop_pending(ticket);  // a no-op if it was evicted
   ++(hs ? metrics_.handshakes_ok : metrics_.handshakes_failed);
   if (!hs) {
+    failed_from(source);
     CRUST_LOG(info, "service",
               "inbound handshake from " << from << " failed: " << hs.error().message());
     co_return;
@@ -749,8 +801,8 @@ void service::impl::blacklist(const blacklist_entries& e) {
         return banned_ids_.contains(c.info().id) || banned(c.remote_ip());
       },
       "blacklisted", false);
-  for (auto& [ticket, stream] : pending_)
-    if (banned(stream->remote_address())) stream->close();
+  for (auto& [ticket, p] : pending_)
+    if (banned(p.stream->remote_address())) p.stream->close();
 }
 
 void service::impl::unblacklist(const blacklist_entries& e) {

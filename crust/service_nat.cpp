@@ -179,7 +179,7 @@ asio::awaitable<service::impl::tcp_opening> service::impl::sort_tcp(transport::s
     if (!we_control(them))
       co_return tcp_opening::noise;  // preamble consumed: the handshake follows
     // We run the initiator: with the key if a rendezvous knows it.
-    pending_.erase(ticket);
+    drop_pending(ticket);
     std::optional<peer_key> key;
     if (auto it = rendezvous_keys_.find(them); it != rendezvous_keys_.end()) key = it->second;
     spawn(initiate_on(std::move(s), key), "simultaneous open");

@@ -108,6 +108,7 @@ std::string status_json(const node_status& s) {
   json::object metrics{
       {"handshakes_ok", m.handshakes_ok},
       {"handshakes_failed", m.handshakes_failed},
+      {"handshakes_shed", m.handshakes_shed},
       {"connections_opened", m.connections_opened},
       {"connections_lost", m.connections_lost},
       {"messages_sent", m.messages_sent},
@@ -148,6 +149,9 @@ std::string metrics_text(const node_status& s) {
   const auto& m = s.metrics;
   counter("handshakes_ok", "Noise handshakes completed, inbound and outbound.", m.handshakes_ok);
   counter("handshakes_failed", "Noise handshakes that failed.", m.handshakes_failed);
+  counter("handshakes_shed",
+          "Inbound connections closed before their handshake (failure rate or eviction).",
+          m.handshakes_shed);
   counter("connections_opened", "Connections admitted and registered.", m.connections_opened);
   counter("connections_lost", "Connections lost (LostPeer).", m.connections_lost);
   counter("messages_sent", "Messages queued onto connections.", m.messages_sent);

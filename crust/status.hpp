@@ -24,8 +24,12 @@ namespace crust {
 /// Counters since the service was made. Bytes and messages are the
 /// secure channel's payload, over every connection, ended ones included.
 struct node_metrics {
-  std::uint64_t handshakes_ok = 0;       ///< Noise handshakes completed, both directions
-  std::uint64_t handshakes_failed = 0;   ///< refused, timed out, tampered, wrong key ...
+  std::uint64_t handshakes_ok = 0;      ///< Noise handshakes completed, both directions
+  std::uint64_t handshakes_failed = 0;  ///< refused, timed out, tampered, wrong key ...
+  /// Inbound connections closed unheard: their source is over its rate
+  /// of failed handshakes (handshakes_per_source), or evicted when
+  /// max_pending_handshakes were in progress.
+  std::uint64_t handshakes_shed = 0;
   std::uint64_t connections_opened = 0;  ///< admitted and registered
   std::uint64_t connections_lost = 0;    ///< LostPeer
   std::uint64_t messages_sent = 0, bytes_sent = 0;

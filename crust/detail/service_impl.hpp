@@ -80,7 +80,10 @@ class service::impl final : public detail::connection_owner,
         registered_(ex_),
         hello_done_(ex_),
         cache_(cache_limits_of(cfg_)),
-        relay_(std::make_unique<detail::relay_agent>(ex_, *this, cfg_, id_.id())) {}
+        relay_(std::make_unique<detail::relay_agent>(ex_, *this, cfg_, id_.id())) {
+    const double rate = cfg_.handshakes_per_source;
+    handshake_limiter_ = transport::rate_limiter(rate, 2 * rate, 1e9, 4096);
+  }
 
   // --- connection_owner ---
   asio::awaitable<void> deliver(event ev, bool is_message) override;
@@ -478,8 +481,25 @@ class service::impl final : public detail::connection_owner,
   // Peers our hello is on its way to, awaiting admission (establish()).
   std::set<public_id> hello_out_;
   notifier hello_done_;
-  // Inbound handshakes in progress, oldest first (by ticket).
-  std::map<std::uint64_t, transport::stream*> pending_;
+  // Inbound handshakes in progress, oldest first (by ticket), with their
+  // source (transport::source_of; unspecified for a relayed stream), and
+  // how many each source has.
+  struct pending_handshake {
+    transport::stream* stream;
+    asio::ip::address source;
+  };
+  std::map<std::uint64_t, pending_handshake> pending_;
+  std::map<asio::ip::address, std::size_t> pending_by_source_;
+  void add_pending(std::uint64_t ticket, transport::stream* s);
+  void drop_pending(std::uint64_t ticket);
+  // Makes room for one more: closes the oldest handshake of the source
+  // with the most in progress (a flood's, not a real peer's).
+  void evict_pending();
+  // Failed inbound handshakes per source (handshakes_per_source): an
+  // exhausted source's connections are closed before any cryptography.
+  transport::rate_limiter handshake_limiter_;
+  std::optional<asio::ip::address> limited_source(const transport::stream& s) const;
+  void failed_from(const std::optional<asio::ip::address>& source);
   std::uint64_t next_ticket_ = 0;
   bool stopping_ = false;
   bootstrap::cache cache_;
