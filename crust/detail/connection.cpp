@@ -28,6 +28,11 @@ constexpr std::size_t small_read = 256;
 // messages, bounded latency for large ones.
 constexpr std::size_t batch_limit = 256 * 1024;
 constexpr std::size_t idle_batch_capacity = 4 * 1024;
+// Relay records waiting to be written. A peer that reads keeps this near
+// empty; what a relay passes on is bounded by its circuits' windows
+// (relay_circuits_per_peer x circuit_window, 2 MiB by default), so a peer
+// that lets more pile up is asking for answers it does not read.
+constexpr std::size_t control_queue_limit = std::size_t{4} << 20;
 // After our close is out, the reader stays until the peer's close arrives,
 // the peer has been silent this long, or the hard limit passes: a peer
 // still flushing what it sent before it saw our close loses nothing.
@@ -81,6 +86,15 @@ connection::connection(transport::stream s, secure::handshake_result hs, const c
 
 bool connection::send_control(bytes record) {
   if (closing_ || ended_) return false;
+  if (control_bytes_ + record.size() > control_queue_limit) {
+    CRUST_LOG(warn, "connection",
+              info_.id.short_string() << " leaves " << control_bytes_
+                                      << " bytes of relay records unread; disconnecting it");
+    overloaded_ = true;
+    abort();
+    return false;
+  }
+  control_bytes_ += record.size();
   control_.push_back(std::move(record));
   writer_wake_.notify();
   return true;
@@ -216,6 +230,7 @@ asio::awaitable<error_code> connection::writer() {
     batch_.clear();
     for (const auto& c : control_) add_record(c, {});
     control_.clear();
+    control_bytes_ = 0;
     while (batch_.size() < batch_limit && !awaiting_hello_ && !refused_) {
       auto m = queue_.pop();
       if (!m) break;
@@ -435,6 +450,7 @@ asio::awaitable<error_code> connection::run() {
   earlier_.reset();
   if (peer_close_ && peer_close_->reason == close_reason::not_allowed)
     why = make_error_code(errc::not_allowed);
+  if (overloaded_) why = make_error_code(errc::protocol_violation);
   end_reason_ = why;
   admission_.notify();
   if (close_sent_ && !replaced_by_peer_ &&

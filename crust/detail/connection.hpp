@@ -68,7 +68,8 @@ class connection : public std::enable_shared_from_this<connection> {
   boost::asio::awaitable<result<void>> wait_admitted();
 
   // Queues a relay record (whole, type byte first) ahead of messages; false
-  // once the connection is closing.
+  // once the connection is closing. A peer that leaves 4 MiB of them
+  // unread is disconnected (protocol_violation): false then too.
   bool send_control(bytes record);
   // The application gets nothing from this connection until `earlier` (the
   // connection to the same peer it replaces) has ended: what the peer
@@ -136,7 +137,9 @@ class connection : public std::enable_shared_from_this<connection> {
   notifier finished_;                    // run() has ended
   std::shared_ptr<connection> earlier_;  // see deliver_after()
   bool run_over_ = false;
-  std::vector<bytes> control_;  // hello/admit and relay records, written before messages
+  std::vector<bytes> control_;     // hello/admit and relay records, written before messages
+  std::size_t control_bytes_ = 0;  // relay records in control_ (send_control)
+  bool overloaded_ = false;        // they passed control_queue_limit: aborted
   std::optional<boost::asio::ip::address> remote_ip_;
   time_point hello_deadline_;
   bool awaiting_hello_ = false;  // inbound, until the dialler's hello

@@ -1,6 +1,7 @@
 // Real sockets on loopback: several services in one process.
 #include "crust/secure/crypto.hpp"
 #include "crust/secure/handshake.hpp"
+#include "nat/relay.hpp"
 #include "support/co_test.hpp"
 #include "transports/tcp.hpp"
 
@@ -440,6 +441,59 @@ TEST_CASE("loopback: a peer that breaks the record rules is told so, lost, and t
     REQUIRE(said.has_value());
     CHECK(said->reason == close_reason::protocol_error);
     CHECK_FALSE(said->text.empty());
+    // Another peer still connects and is heard.
+    auto b = test::make_node(io, cfg);
+    auto info = co_await b->connect(ep_of(*a), a->id().public_key());
+    REQUIRE(info);
+    REQUIRE(b->send(a->id().id(), bytes{1, 2, 3}));
+    auto m = co_await test::next_of<events::new_message>(*a);
+    CHECK(m.payload == bytes{1, 2, 3});
+    co_await b->stop();
+    co_await a->stop();
+  });
+}
+
+TEST_CASE("loopback: a peer that asks for relay answers and never reads them is disconnected") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    auto a = test::make_node(io, cfg);
+    auto started = co_await a->start();
+    REQUIRE(started);
+    auto rogue = identity::generate();
+    auto raw = co_await raw_dial(*a, rogue, cfg);
+    secure::frame_sealer sealer(std::move(raw.hs.keys.send));
+    const std::vector<bytes> hello{secure::encode_hello(node_role::node, false)};
+    co_await test::send_frame(raw.stream, sealer, hello);
+    (void)co_await test::next_of<events::bootstrap_accept>(*a);
+    // Data for circuits the node never had: each gets a close back ("no
+    // such circuit"), about three times its size. The rogue reads none.
+    bool stopped = false;
+    std::size_t sent = 0;
+    auto flood = [&]() -> asio::awaitable<void> {
+      std::uint32_t n = 0;
+      while (!stopped && sent < (std::size_t{64} << 20)) {
+        bytes frame;
+        sealer.open_frame(frame);
+        for (int i = 0; i < 4000; ++i) {
+          const auto r = nat::relay::encode(nat::relay::data{{n++ % (1u << 30), false}, {1}});
+          put_u16(frame, static_cast<std::uint16_t>(r.size()));
+          append(frame, r);
+        }
+        REQUIRE(sealer.close_frame(frame));
+        auto [ec, w] = co_await asio::async_write(raw.stream, asio::buffer(frame),
+                                                  asio::as_tuple(asio::use_awaitable));
+        if (ec) co_return;  // the node hung up
+        sent += w;
+      }
+    };
+    bool flood_done = false;
+    asio::co_spawn(io, flood(), [&](std::exception_ptr) { flood_done = true; });
+    auto lost = co_await test::next_of<events::lost_peer>(*a);
+    stopped = true;
+    CHECK(lost.peer == rogue.id());
+    CHECK(lost.reason == errc::protocol_violation);
+    MESSAGE(sent << " bytes of relay records sent before the node hung up");
+    while (!flood_done) co_await test::sleep_for(milliseconds(10));
     // Another peer still connects and is heard.
     auto b = test::make_node(io, cfg);
     auto info = co_await b->connect(ep_of(*a), a->id().public_key());
