@@ -43,7 +43,7 @@ bool rate_limiter::allow(const boost::asio::ip::address& source, time_point now)
 }
 
 boost::asio::ip::address source_of(const boost::asio::ip::address& a) {
-  const auto c = canonical(a);
+  auto c = canonical(a);
   if (!c.is_v6()) return c;
   auto b = c.to_v6().to_bytes();
   std::fill(b.begin() + 8, b.end(), 0);
