@@ -179,6 +179,74 @@ TEST_CASE("utp loopback: stray packets get resets no bigger than themselves, rat
   });
 }
 
+namespace {
+
+utp::header syn_from(std::uint16_t id, std::uint16_t seq) {
+  utp::header h;
+  h.type = utp::packet_type::syn;
+  h.connection_id = id;
+  h.seq_nr = seq;
+  h.wnd_size = 1 << 20;
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("utp loopback: a forged SYN never reaches accept(); a real dial still does") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    utp::manager::options o;
+    o.conn.half_open_timeout = milliseconds(300);
+    o.max_half_open = 16;
+    auto b = utp_node::make(io, true, o);
+    asio::ip::udp::socket s(io, {asio::ip::address_v4::loopback(), 0});
+    // 1. A SYN, then DATA that guesses our number wrong (a blind sender):
+    //    the answer is no bigger than the SYN, the guess ends it quietly.
+    const auto syn = utp::encode(syn_from(500, 9));
+    co_await s.async_send_to(asio::buffer(syn), b.at(), asio::use_awaitable);
+    byte buf[2048];
+    asio::ip::udp::endpoint from;
+    auto [ec, n] =
+        co_await s.async_receive_from(asio::buffer(buf), from, asio::as_tuple(asio::use_awaitable));
+    REQUIRE_FALSE(ec);
+    CHECK(n <= syn.size());
+    auto answer = utp::decode(byte_span(buf, n));
+    REQUIRE(answer);
+    CHECK(answer->h.type == utp::packet_type::state);
+    utp::header guess;
+    guess.type = utp::packet_type::data;
+    guess.connection_id = 501;
+    guess.seq_nr = 10;
+    guess.ack_nr = static_cast<std::uint16_t>(answer->h.seq_nr + 7);  // wrong
+    const auto d = utp::encode(guess, {}, bytes(600, 0x11));
+    co_await s.async_send_to(asio::buffer(d), b.at(), asio::use_awaitable);
+    // 2. More SYNs than the half-open table holds, none followed up.
+    for (std::uint16_t i = 0; i < 40; ++i) {
+      const auto more = utp::encode(syn_from(static_cast<std::uint16_t>(2000 + 2 * i), i));
+      co_await s.async_send_to(asio::buffer(more), b.at(), asio::use_awaitable);
+    }
+    // 3. A real dial meanwhile is accepted, and it is the only one.
+    auto a = utp_node::make(io, false);
+    auto dial = co_await a.mgr->connect(b.at());
+    REQUIRE(dial);
+    auto in = co_await with_timeout(b.mgr->accept(), seconds(5));
+    REQUIRE(in);
+    CHECK(in->remote_endpoint() == a.at());
+    auto none = co_await with_timeout(b.mgr->accept(), milliseconds(600));
+    CHECK(none.error() == errc::timed_out);
+    const auto& st = b.mgr->stats();
+    CHECK(st.accepted == 1);
+    CHECK(st.verified == 1);
+    CHECK(st.half_open_evicted >= 40 + 1 - 16);  // the table held 16 at most
+    CHECK(st.half_open_failed >= 1);             // the wrong guess, and those that timed out
+    // Every half-open entry is gone after its timeout: only the real one is left.
+    CHECK(b.mgr->size() == 1);
+    dial->close();
+    in->close();
+    a.stop();
+    b.stop();
+  });
+}
+
 TEST_CASE("utp loopback: connect and read are cancellable; a SYN nobody accepts times out") {
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     utp::manager::options quick;

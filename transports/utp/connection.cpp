@@ -68,6 +68,7 @@ connection connection::dial(std::uint16_t recv_id, std::uint16_t isn, time_point
   c.recv_id_ = recv_id;
   c.send_id_ = static_cast<std::uint16_t>(recv_id + 1);
   c.seq_nr_ = isn;
+  c.isn_ = isn;
   c.state_ = conn_state::syn_sent;
   c.syn_due_ = true;
   return c;
@@ -78,6 +79,9 @@ connection connection::accept(const packet& syn, std::uint16_t isn, time_point n
   c.recv_id_ = static_cast<std::uint16_t>(syn.h.connection_id + 1);
   c.send_id_ = syn.h.connection_id;
   c.seq_nr_ = isn;
+  c.isn_ = isn;
+  c.verified_ = false;
+  c.last_syn_ = now;
   c.ack_nr_ = syn.h.seq_nr;
   c.peer_window_ = syn.h.wnd_size;
   c.reply_micro_ = c.micros(now) - syn.h.timestamp_us;
@@ -107,6 +111,19 @@ void connection::on_packet(const packet& p, time_point now) {
     return;
   }
   if (finished()) return;
+  if (!verified_ && p.h.type != packet_type::syn) {
+    // Until the peer shows it received our answer (its number is random),
+    // the source address may be forged: take nothing, and end on a wrong
+    // guess, so a blind sender gets one guess per SYN.
+    const auto before_ours = static_cast<std::uint16_t>(isn_ - 1);
+    const auto sent = seq_distance(before_ours, static_cast<std::uint16_t>(seq_nr_ - 1));
+    if (seq_distance(before_ours, p.h.ack_nr) > sent) {
+      ++stats_.unverified_dropped;
+      end(conn_state::reset);
+      return;
+    }
+    verified_ = true;
+  }
   last_received_ = now;
   ++stats_.packets_received;
   reply_micro_ = micros(now) - p.h.timestamp_us;
@@ -122,7 +139,10 @@ void connection::on_packet(const packet& p, time_point now) {
     ack_now_ = true;
   }
   if (p.h.type == packet_type::syn) {
-    if (!initiator_) syn_ack_due_ = true;  // our answer was lost: the SYN came again
+    if (!initiator_) {
+      syn_ack_due_ = true;  // our answer was lost: the SYN came again
+      last_syn_ = now;
+    }
     return;
   }
   if (state_ == conn_state::syn_sent) {
@@ -137,6 +157,12 @@ void connection::on_packet(const packet& p, time_point now) {
     consecutive_timeouts_ = 0;
     if (p.h.type == packet_type::state) {
       peer_window_ = p.h.wnd_size;
+      // Acknowledge the answer at once, as TCP's third segment: the
+      // acceptor hands the connection on only once we have (verified()).
+      // Costs nothing if data goes in the same flush, which carries it.
+      ack_now_ = true;
+      answer_acks_ = 1;
+      answer_ack_at_ = now + rto_;
       return;
     }
   }
@@ -400,6 +426,7 @@ void connection::on_acked(std::size_t acked_bytes, std::uint32_t delay_sample, b
 }
 
 void connection::receive_data(const packet& p, time_point now) {
+  answer_ack_at_ = time_point::max();  // the acceptor sends data: it has been verified
   const std::uint16_t d = seq_distance(ack_nr_, p.h.seq_nr);
   if (d == 0 || d >= 0x8000) {
     ++stats_.duplicates_received;
@@ -463,6 +490,10 @@ bytes connection::sack_mask() const {
 
 void connection::on_timer(time_point now) {
   if (finished()) return;
+  if (!verified_) {
+    if (now - last_syn_ >= cfg_.half_open_timeout) end(conn_state::timed_out);
+    return;  // nothing else runs for a peer that may not be there
+  }
   if (now - last_received_ >= cfg_.idle_timeout) {
     end(conn_state::timed_out);
     return;
@@ -478,6 +509,18 @@ void connection::on_timer(time_point now) {
       rto_deadline_ = time_point::max();
     }
     return;
+  }
+  if (now >= answer_ack_at_) {
+    // Only while nothing of ours but the SYN has a number: data and FIN
+    // carry the acknowledgement and are resent until it is taken.
+    const bool sent_nothing = seq_nr_ == static_cast<std::uint16_t>(isn_ + 1);
+    if (sent_nothing && answer_acks_ < 3) {
+      ack_now_ = true;
+      ++answer_acks_;
+      answer_ack_at_ = now + rto_;
+    } else {
+      answer_ack_at_ = time_point::max();
+    }
   }
   if (now >= rack_deadline_) detect_losses(now);
   if (now >= mtu_.deadline) on_probe_timeout(now);
@@ -546,8 +589,9 @@ void connection::on_timer(time_point now) {
 
 time_point connection::next_deadline() const {
   if (finished()) return time_point::max();
+  if (!verified_) return last_syn_ + cfg_.half_open_timeout;
   auto t = std::min({rto_deadline_, tlp_deadline_, rack_deadline_, ack_deadline_, mtu_.deadline,
-                     last_received_ + cfg_.idle_timeout});
+                     answer_ack_at_, last_received_ + cfg_.idle_timeout});
   if (probe_wanted()) t = std::min(t, mtu_.next_at);
   if (state_ == conn_state::connected) t = std::min(t, last_sent_ + cfg_.keepalive);
   return t;
@@ -569,7 +613,10 @@ void connection::emit(packet_type type, std::uint16_t seq, byte_span payload, ti
   mtu_ids ids;
   ids.probe = x.probe;
   ids.announce = x.announce;
-  if (echo_due_ && type != packet_type::syn && type != packet_type::reset) {
+  // A probe may be dropped for its size, which is its point: it carries no
+  // echo of the peer's probe, and does not stand for an ACK that is owed.
+  const bool probe = x.probe.has_value();
+  if (echo_due_ && !probe && type != packet_type::syn && type != packet_type::reset) {
     ids.echo = echo_due_;
     echo_due_.reset();
   }
@@ -580,7 +627,7 @@ void connection::emit(packet_type type, std::uint16_t seq, byte_span payload, ti
   send(scratch_);
   last_sent_ = now;
   ++stats_.packets_sent;
-  if (type != packet_type::syn && type != packet_type::reset) {
+  if (!probe && type != packet_type::syn && type != packet_type::reset) {
     acks_owed_ = 0;
     ack_now_ = false;
     ack_deadline_ = time_point::max();
@@ -622,8 +669,12 @@ void connection::flush(time_point now, const send_fn& send, const send_fn& send_
   }
   if (syn_ack_due_) {
     syn_ack_due_ = false;
-    emit(packet_type::state, seq_nr_, {}, now, send, announcing());
+    // No bigger than the SYN (the sender may be forged): we say that we
+    // answer probes only to a SYN that said so, and so carried as much.
+    emit(packet_type::state, seq_nr_, {}, now, send,
+         mtu_.peer_answers ? announcing() : emit_extras{});
   }
+  if (!verified_) return;  // the answer to the SYN, and nothing more, to an unproven address
   // Retransmissions first, oldest first.
   for (auto& e : inflight_) {
     if (!e.need_resend) continue;
@@ -679,7 +730,8 @@ void connection::flush(time_point now, const send_fn& send, const send_fn& send_
   if ((!inflight_.empty() || shead_ < sbuf_.size()) && rto_deadline_ == time_point::max())
     rto_deadline_ = now + rto_;
   if (!inflight_.empty() && tlp_deadline_ == time_point::max() && !tlp_fired_) arm_tlp(now);
-  // A probe is a STATE too: it carries the ACK that may be owed.
+  // A probe is a STATE too, but it may not arrive: an ACK that is owed
+  // still goes on its own.
   maybe_probe(now, send_probe ? send_probe : send);
   if (ack_now_ || acks_owed_ >= 2) emit(packet_type::state, seq_nr_, {}, now, send);
 }
@@ -704,8 +756,8 @@ std::size_t connection::next_probe_size() const {
 }
 
 bool connection::probe_wanted() const {
-  return mtu_.peer_answers && state_ == conn_state::connected && !closing_ && mtu_.probing == 0 &&
-         next_probe_size() > 0;
+  return verified_ && mtu_.peer_answers && state_ == conn_state::connected && !closing_ &&
+         mtu_.probing == 0 && next_probe_size() > 0;
 }
 
 void connection::maybe_probe(time_point now, const send_fn& send) {

@@ -58,7 +58,10 @@ struct settings {
   duration keepalive = seconds(25);     // send something this often: NAT UDP mappings last ~30 s
   duration idle_timeout = seconds(60);  // nothing heard for this long: timed out
   int max_syn_sends = 4;                // the SYN is sent this often (1 s, 2 s, 4 s apart)
-  int max_timeouts = 7;                 // consecutive RTO expiries before giving up
+  // An acceptor whose peer has not yet shown it received our answer to its
+  // SYN (see connection::verified) gives up after this long without a SYN.
+  duration half_open_timeout = seconds(5);
+  int max_timeouts = 7;  // consecutive RTO expiries before giving up
 };
 
 enum class conn_state : std::uint8_t {
@@ -116,6 +119,14 @@ class connection {
     return state_ == conn_state::closed || state_ == conn_state::reset ||
            state_ == conn_state::timed_out;
   }
+  // An acceptor is verified once a packet from the peer acknowledges our
+  // answer to its SYN, whose sequence number is random: the peer then
+  // receives at the address it claims, as TCP's third segment shows. Until
+  // then nothing it sends is taken (a packet that acknowledges anything
+  // else ends the connection), we send it nothing but that answer (no
+  // MTU probes, no keepalives), and the driver should not hand the
+  // connection to the application. An initiator is always verified.
+  bool verified() const { return verified_; }
   std::uint16_t recv_id() const { return recv_id_; }
   std::uint16_t send_id() const { return send_id_; }
 
@@ -129,6 +140,7 @@ class connection {
     std::uint64_t packets_sent = 0, packets_resent = 0, packets_received = 0;
     std::uint64_t fast_retransmits = 0, timeouts = 0, duplicates_received = 0, tail_probes = 0;
     std::uint64_t spurious_retransmits = 0;
+    std::uint64_t unverified_dropped = 0;  // acceptor: a packet that did not acknowledge our answer
     bool slow_start = true;
     // Where the sequence spaces stand: our next number and oldest
     // unacknowledged one, packets kept for retransmission (SACKed ones
@@ -212,6 +224,14 @@ class connection {
   settings cfg_;
   conn_state state_ = conn_state::syn_sent;
   bool initiator_ = false;
+  bool verified_ = true;   // false for an acceptor until the peer acknowledges our answer
+  std::uint16_t isn_ = 0;  // our first sequence number
+  // Initiator: our acknowledgement of the answer is repeated (at most
+  // twice, an RTO apart) while we send nothing that would carry it again,
+  // so an acceptor whose copy was lost still gets verified.
+  int answer_acks_ = 0;
+  time_point answer_ack_at_ = time_point::max();
+  time_point last_syn_{};  // acceptor: when the peer's SYN last came
   std::uint16_t recv_id_ = 0, send_id_ = 0;
   std::uint16_t seq_nr_ = 0;  // the next sequence number we assign
   std::uint16_t ack_nr_ = 0;  // the last in-order sequence number received

@@ -135,20 +135,9 @@ void manager::on_datagram(byte_span datagram, const asio::ip::udp::endpoint& fro
   if (it == conns_.end() && p->h.type == packet_type::syn) {
     // A SYN is keyed by the id its acceptor receives on; a repeated SYN
     // finds the connection it made.
-    const key k{from, static_cast<std::uint16_t>(p->h.connection_id + 1)};
-    it = conns_.find(k);
+    it = conns_.find({from, static_cast<std::uint16_t>(p->h.connection_id + 1)});
     if (it == conns_.end()) {
-      if (!listening_ || accept_queue_.size() >= opt_.backlog ||
-          conns_.size() >= opt_.max_connections) {
-        ++stats_.syns_ignored;
-        return;
-      }
-      auto c = connection::accept(*p, static_cast<std::uint16_t>(rng_()), now, settings_for(from));
-      auto st = std::make_shared<stream_state>(std::move(c), from, weak_from_this(), ex_);
-      conns_.emplace(k, st);
-      accept_queue_.push_back(st);
-      accepted_.notify();
-      dirty_.insert(st);
+      answer_syn(*p, from, now);
       return;
     }
   }
@@ -156,12 +145,72 @@ void manager::on_datagram(byte_span datagram, const asio::ip::udp::endpoint& fro
     if (p->h.type != packet_type::reset) send_reset(*p, from);
     return;
   }
+  const auto k = it->first;
   auto st = it->second;
   const auto before = st->conn.state();
   st->conn.on_packet(*p, now);
   if (st->conn.state() != before) changed_.notify();
+  if (st->half_open) {
+    settle_half_open(k, st, now);
+    if (st->half_open && st->conn.finished()) return;  // forgotten
+  }
   st->progress();
   dirty_.insert(st);
+}
+
+void manager::answer_syn(const packet& syn, const asio::ip::udp::endpoint& from, time_point now) {
+  if (!listening_ || conns_.size() >= opt_.max_connections) {
+    ++stats_.syns_ignored;
+    return;
+  }
+  if (half_open_.size() >= opt_.max_half_open) {
+    // Full (a flood of SYNs from forged addresses, most likely): a random
+    // victim, so a real peer's entry survives a flood with a fair chance
+    // and its repeated SYN gets another.
+    const auto victim = half_open_[rng_() % half_open_.size()];
+    ++stats_.half_open_evicted;
+    forget_half_open(victim);
+    conns_.erase(victim);
+  }
+  const key k{from, static_cast<std::uint16_t>(syn.h.connection_id + 1)};
+  const auto isn = static_cast<std::uint16_t>(isn_source_());
+  auto st = std::make_shared<stream_state>(connection::accept(syn, isn, now, settings_for(from)),
+                                           from, weak_from_this(), ex_);
+  st->half_open = true;
+  conns_.emplace(k, st);
+  half_open_.push_back(k);
+  dirty_.insert(st);  // the answer goes with this batch, whose flush arms its timer
+}
+
+void manager::settle_half_open(const key& k, const std::shared_ptr<stream_state>& st,
+                               time_point now) {
+  if (st->conn.finished()) {
+    ++stats_.half_open_failed;
+    forget_half_open(k);
+    conns_.erase(k);
+    return;
+  }
+  if (!st->conn.verified()) return;
+  ++stats_.verified;
+  forget_half_open(k);
+  st->half_open = false;
+  if (accept_queue_.size() >= opt_.backlog) {
+    // Nobody is accepting fast enough: refuse it rather than queue more.
+    ++stats_.syns_ignored;
+    st->conn.reset();
+    st->handle_closed = true;
+    st->closed_at = now;
+    return;
+  }
+  accept_queue_.push_back(st);
+  accepted_.notify();
+}
+
+void manager::forget_half_open(const key& k) {
+  auto at = std::find(half_open_.begin(), half_open_.end(), k);
+  if (at == half_open_.end()) return;
+  *at = half_open_.back();
+  half_open_.pop_back();
 }
 
 void manager::send_reset(const packet& p, const asio::ip::udp::endpoint& to) {
@@ -255,6 +304,12 @@ void manager::reap(time_point now) {
   for (auto it = conns_.begin(); it != conns_.end();) {
     auto& st = *it->second;
     if (st.conn.finished() && st.finished_at == time_point{}) st.finished_at = now;
+    if (st.half_open && st.conn.finished()) {  // timed out unverified
+      ++stats_.half_open_failed;
+      forget_half_open(it->first);
+      it = conns_.erase(it);
+      continue;
+    }
     if (!st.handle_closed) {
       ++it;
       continue;
@@ -303,6 +358,7 @@ void manager::shutdown() {
   }
   stopped_ = true;
   conns_.clear();
+  half_open_.clear();
   accept_queue_.clear();
   dirty_.clear();
   timer_.cancel();

@@ -31,7 +31,10 @@ class manager : public std::enable_shared_from_this<manager> {
     settings conn;
     bool probe_mtu = true;
     std::function<std::size_t(const asio::ip::udp::endpoint&)> path_limit;
-    std::size_t backlog = 128;  // connections waiting in accept(); beyond, SYNs are ignored
+    std::size_t backlog = 128;  // connections waiting in accept(); beyond, new ones are reset
+    // SYNs answered whose senders have not yet shown they receive there
+    // (connection::verified); beyond, a random one of them makes room.
+    std::size_t max_half_open = 1024;
     std::size_t max_connections = 4096;
     duration linger = seconds(30);  // a released connection's time to finish its FIN
   };
@@ -65,6 +68,9 @@ class manager : public std::enable_shared_from_this<manager> {
     std::uint64_t datagrams_in = 0, datagrams_out = 0, resets_sent = 0, syns_ignored = 0;
     std::uint64_t resets_limited = 0;  // not sent: over the source's rate
     std::uint64_t accepted = 0, connected = 0;
+    // Half-open connections: dropped to make room, ended unverified (a
+    // wrong acknowledgement or the half-open timeout), and verified.
+    std::uint64_t half_open_evicted = 0, half_open_failed = 0, verified = 0;
   };
   const figures& stats() const { return stats_; }
 
@@ -78,6 +84,11 @@ class manager : public std::enable_shared_from_this<manager> {
 
   void flush_one(stream_state& st, time_point now);
   void send_reset(const packet& p, const asio::ip::udp::endpoint& to);
+  void answer_syn(const packet& syn, const asio::ip::udp::endpoint& from, time_point now);
+  // A half-open connection's state changed: into the accept queue once
+  // verified, forgotten once ended.
+  void settle_half_open(const key& k, const std::shared_ptr<stream_state>& st, time_point now);
+  void forget_half_open(const key& k);
   void rearm(time_point deadline);
   void reap(time_point now);
   // When the manager next has to look at `st`: its timers, or its linger.
@@ -97,6 +108,10 @@ class manager : public std::enable_shared_from_this<manager> {
   bool listening_ = false;
   bool stopped_ = false;
   std::mt19937 rng_{std::random_device{}()};
+  // An acceptor's first sequence number is what proves its peer receives
+  // at its address: from the system's generator, not a predictable one.
+  std::random_device isn_source_;
+  std::vector<key> half_open_;
   // Resets answer datagrams from anyone: 20/s per source (burst 40), 1000/s in all.
   transport::rate_limiter reset_limiter_{20, 40, 1000, 1024};
   figures stats_;

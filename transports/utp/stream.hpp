@@ -37,6 +37,7 @@ class stream_state : public std::enable_shared_from_this<stream_state> {
   connection conn;
   asio::ip::udp::endpoint remote;
   bool handle_closed = false;
+  bool half_open = false;    // an acceptor not yet verified: not in the accept queue yet
   time_point closed_at{};    // when the handle let go
   time_point finished_at{};  // when the manager first saw the connection finished
 

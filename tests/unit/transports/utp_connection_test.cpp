@@ -33,8 +33,14 @@ bool exchange(utp_sim& sim, std::size_t n, duration limit = seconds(600)) {
   return ok && !ab.corrupt && !ba.corrupt;
 }
 
+// Until both ends are connected: the initiator has the answer to its SYN,
+// and the acceptor has the initiator's acknowledgement of it (verified).
 bool connect(utp_sim& sim) {
-  return sim.run_until([&] { return sim.a().state() == conn_state::connected; }, seconds(30));
+  return sim.run_until(
+      [&] {
+        return sim.a().state() == conn_state::connected && sim.b_exists() && sim.b().verified();
+      },
+      seconds(30));
 }
 
 }  // namespace
@@ -62,6 +68,12 @@ TEST_CASE("utp: the handshake follows BEP 29's connection ids and sequence numbe
   CHECK(sim.b().recv_id() == 78);
   CHECK(sim.b().send_id() == 77);
   CHECK(sim.a().send_id() == 78);
+  // The initiator acknowledged the answer at once, which verified the acceptor.
+  REQUIRE(seen.size() >= 3);
+  CHECK(seen[2].first == utp_sim::a_side);
+  CHECK(seen[2].second.h.type == packet_type::state);
+  CHECK(seen[2].second.h.ack_nr == 4999);
+  CHECK(sim.b().verified());
   // The first DATA each way: the initiator's after its SYN, the acceptor's at its ISN.
   seen.clear();
   REQUIRE(sim.a().write(as_bytes("ping")) == 4);
@@ -213,7 +225,7 @@ TEST_CASE("utp: a lost answer to the SYN: the SYN comes again and is answered ag
     return utp_sim::fate{from == utp_sim::b_side && index == 0 ? 0 : 1, {}};
   };
   REQUIRE(connect(sim));
-  CHECK(sim.sent(utp_sim::a_side) == 2);
+  CHECK(sim.sent(utp_sim::a_side) == 3);  // two SYNs, then the acknowledgement of the answer
   CHECK(sim.elapsed() >= seconds(1));
   CHECK(exchange(sim, 10000));
 }
@@ -712,4 +724,98 @@ TEST_CASE("utp: a path that shrinks mid-transfer: back to the base size, then th
   CHECK(f.mtu <= 1400);
   CHECK(f.mtu > 1400 - 32);
   CHECK(sim.a().consistent());
+}
+
+namespace {
+
+// An acceptor fed by hand: the SYN of an initiator at seq 1000, our ISN 5000.
+struct half_open {
+  time_point t0{};
+  std::vector<bytes> out;
+  connection c;
+  explicit half_open(utp::settings s = {})
+      : c(connection::accept(*decode(encode(syn_header())), 5000, t0, s)) {}
+  static header syn_header() {
+    header h;
+    h.type = packet_type::syn;
+    h.connection_id = 77;
+    h.seq_nr = 1000;
+    h.wnd_size = 1 << 20;
+    return h;
+  }
+  void flush(time_point t) {
+    c.flush(t, [&](byte_span d) { out.emplace_back(d.begin(), d.end()); });
+  }
+  // A DATA from the initiator side acknowledging `ack_nr`.
+  void data(std::uint16_t ack_nr, time_point t) {
+    header h;
+    h.type = packet_type::data;
+    h.connection_id = 78;
+    h.seq_nr = 1001;
+    h.ack_nr = ack_nr;
+    h.wnd_size = 1 << 20;
+    const auto d = encode(h, {}, as_bytes("forged?"));
+    c.on_packet(*decode(d), t);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("utp: an acceptor takes nothing from a peer that has not acknowledged its answer") {
+  for (const std::uint16_t wrong : {0, 4998, 5000, 5001, 1000, 65535}) {
+    CAPTURE(wrong);
+    half_open h;
+    h.flush(h.t0);
+    REQUIRE(h.out.size() == 1);  // the answer to the SYN
+    CHECK(decode(h.out[0])->h.type == packet_type::state);
+    CHECK_FALSE(h.c.verified());
+    // A blind sender guesses our number wrong: nothing is taken, and the
+    // connection ends (one guess per SYN), quietly: no RESET goes back.
+    h.data(wrong, h.t0 + milliseconds(10));
+    CHECK(h.c.readable() == 0);
+    CHECK(h.c.finished());
+    CHECK(h.c.stats().unverified_dropped == 1);
+    h.flush(h.t0 + milliseconds(10));
+    CHECK(h.out.size() == 1);
+  }
+}
+
+TEST_CASE("utp: the peer's acknowledgement of the answer verifies an acceptor") {
+  half_open h;
+  h.flush(h.t0);
+  h.data(4999, h.t0 + milliseconds(10));  // ack_nr = our ISN - 1, as BEP 29's initiator sends
+  CHECK(h.c.verified());
+  CHECK(h.c.state() == conn_state::connected);
+  CHECK(h.c.readable() == 7);
+}
+
+TEST_CASE("utp: an unverified acceptor sends only its answer, and gives up after 5 s") {
+  utp::settings s = probing(9000);
+  half_open h(s);
+  h.flush(h.t0);
+  REQUIRE(h.out.size() == 1);
+  CHECK(h.c.write(as_bytes("not before we know you")) > 0);
+  // Time passes: no data, no probe, no keepalive, to an address that may be forged.
+  auto t = h.t0;
+  for (int i = 0; i < 60 && !h.c.finished(); ++i) {
+    t += milliseconds(100);
+    h.c.on_timer(t);
+    h.flush(t);
+  }
+  CHECK(h.out.size() == 1);
+  CHECK(h.c.state() == conn_state::timed_out);
+  CHECK(t - h.t0 == s.half_open_timeout);
+  CHECK(h.c.stats().probes_sent == 0);
+}
+
+TEST_CASE("utp: a repeated SYN is answered again and restarts the half-open time") {
+  half_open h;
+  h.flush(h.t0);
+  const auto later = h.t0 + seconds(4);
+  h.c.on_packet(*decode(encode(half_open::syn_header())), later);
+  h.flush(later);
+  CHECK(h.out.size() == 2);
+  h.c.on_timer(h.t0 + seconds(6));
+  CHECK_FALSE(h.c.finished());
+  CHECK(h.c.next_deadline() == later + utp::settings{}.half_open_timeout);
 }
