@@ -173,15 +173,25 @@ asio::awaitable<service::impl::tcp_opening> service::impl::sort_tcp(transport::s
     if (!rest) co_return tcp_opening::failed;
     public_id them{};
     std::copy_n(head.begin() + so_magic.size(), them.key.size(), them.key.begin());
+    // Only a peer we are in a rendezvous with opens this way: anyone else
+    // could name any id (one that wins we_control, say) to make us run an
+    // initiator outside the limits on inbound handshakes.
+    auto known = rendezvous_keys_.find(them);
+    if (known == rendezvous_keys_.end()) {
+      CRUST_LOG(debug, "service",
+                "a simultaneous-open preamble from " << s.remote_description() << " names "
+                                                     << them.short_string()
+                                                     << ", with whom no rendezvous is running");
+      co_return tcp_opening::failed;
+    }
+    const auto key = known->second;
     const auto ours = so_preamble();
     auto sent = co_await with_timeout(write_all(s, ours), time_left(deadline));
     if (!sent) co_return tcp_opening::failed;
     if (!we_control(them))
       co_return tcp_opening::noise;  // preamble consumed: the handshake follows
-    // We run the initiator: with the key if a rendezvous knows it.
+    // We run the initiator, with the key the rendezvous knows.
     drop_pending(ticket);
-    std::optional<peer_key> key;
-    if (auto it = rendezvous_keys_.find(them); it != rendezvous_keys_.end()) key = it->second;
     spawn(initiate_on(std::move(s), key), "simultaneous open");
     co_return tcp_opening::handled;
   }

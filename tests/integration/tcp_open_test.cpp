@@ -151,3 +151,35 @@ TEST_CASE("tcp simultaneous open: the preambles choose one initiator, and the pa
     }
   });
 }
+
+TEST_CASE(
+    "tcp simultaneous open: a preamble naming a peer with no rendezvous is closed unanswered") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto node = test::make_node(io);
+    auto at = co_await node->start();
+    REQUIRE(at);
+    // Drain the start-up events, so that any later one is this test's.
+    for (;;) {
+      auto ev = co_await with_timeout(node->next_event(), milliseconds(200));
+      if (!ev) break;
+    }
+    // An id of all zeros wins the choice of initiator against anyone:
+    // honoured, it would make the node run a handshake of its own, outside
+    // the limits on inbound ones, and report a connect_failure for each.
+    for (int i = 0; i < 3; ++i) {
+      auto s = co_await transport::tcp_dial(*at);
+      REQUIRE(s);
+      bytes preamble(8 + 32, 0);
+      const std::string_view magic = "CRUSTSO1";
+      std::copy(magic.begin(), magic.end(), preamble.begin());
+      REQUIRE(co_await transport::write_all(*s, preamble));
+      bytes back(1);
+      auto got = co_await with_timeout(transport::read_exact(*s, back), seconds(5));
+      REQUIRE_FALSE(got);  // closed: neither our preamble nor anything else came back
+      CHECK(got.error() != errc::timed_out);
+    }
+    auto ev = co_await with_timeout(node->next_event(), milliseconds(500));
+    CHECK_MESSAGE(!ev, "an event was reported: " << (ev ? describe(*ev) : std::string()));
+    co_await node->stop();
+  });
+}
