@@ -94,11 +94,15 @@ bytes stun_agent::request(const stun::transaction_id& id, change_request change)
     put_u32(flags, (change.address ? 0x4u : 0u) | (change.port ? 0x2u : 0u));
     b.add(stun::attr::change_request, flags);
   }
-  // Only FINGERPRINT (comprehension-optional, so old servers ignore it):
-  // our request says nothing the answer needs.
-  const std::size_t with_fp = stun::header_size + 8;
-  const std::size_t want = options_.request_size;
-  if (want >= with_fp + 4) b.add_padding(want - with_fp - 4);
+  // SOFTWARE, padded with spaces, then FINGERPRINT: both
+  // comprehension-optional, so old servers ignore them; our request says
+  // nothing the answer needs, it only makes room for it.
+  const std::size_t fixed = b.size() + 4 + 8;  // + SOFTWARE's header + FINGERPRINT
+  if (options_.request_size > fixed) {
+    std::string text = "crust";
+    text.resize(std::max(text.size(), options_.request_size - fixed), ' ');
+    b.add(stun::attr::software, text);
+  }
   b.add_fingerprint();
   return std::move(b).finish();
 }

@@ -43,12 +43,11 @@ class stun_agent : public std::enable_shared_from_this<stun_agent> {
     bool serve = true;            // answer Binding requests
     stun::server_options server;  // SOFTWARE; RESPONSE-ORIGIN is filled in from the socket
     double per_source_per_second = 20, burst = 40, global_per_second = 2000;
-    // Pad requests (RFC 5780's PADDING) to this size, so that a server
-    // that never amplifies can answer in full; 0: no padding. Off by
-    // default: RFC 3489-era servers (stund) drop a request with an
-    // attribute they do not know, and our server's answer to an unpadded
-    // request already holds the mapped address within its 64-byte floor.
-    std::size_t request_size = 0;
+    // Pad requests to this size, so that a server that never answers with
+    // more bytes than it was sent (ours) can answer in full; 0: no padding.
+    // The padding is SOFTWARE's text, which every server may ignore
+    // (RFC 3489-era servers such as stund reject RFC 5780's PADDING).
+    std::size_t request_size = stun::full_answer_size;
     std::size_t max_pending = 1024;  // transactions in flight at once
     // Whom to answer (the service refuses blacklisted addresses); empty: all.
     std::function<bool(const boost::asio::ip::address&)> admit;

@@ -49,7 +49,7 @@ bytes failure(const message& req, int code, const std::vector<std::uint16_t>& un
   builder b(msg_class::error, req.method(), req.id());
   b.add_error(code, e.reason ? default_reason(code) : std::string_view{});
   if (!unknown.empty()) {
-    // Only as many as fit in the floor; a request naming more is larger.
+    // At most 8 (a request naming more is larger than their answer).
     const std::size_t keep = std::min<std::size_t>(unknown.size(), 8);
     b.add_unknown(std::vector<std::uint16_t>(unknown.begin(),
                                              unknown.begin() + static_cast<std::ptrdiff_t>(keep)));
@@ -65,7 +65,7 @@ std::optional<bytes> answer(byte_span datagram, const udp_endpoint& from,
                             const server_options& options) {
   auto req = message::parse(datagram);
   if (!req || req->cls() != msg_class::request) return std::nullopt;
-  const std::size_t budget = std::max(datagram.size(), answer_floor);
+  const std::size_t budget = std::max(datagram.size(), options.answer_floor);
 
   // Each candidate answer, from the fullest to the leanest.
   const extras tries[] = {
@@ -84,7 +84,7 @@ std::optional<bytes> answer(byte_span datagram, const udp_endpoint& from,
     }
     if (out.size() <= budget) return out;
   }
-  return std::nullopt;  // cannot happen within the floor; never amplify
+  return std::nullopt;  // too small a request for any answer: never amplify
 }
 
 }  // namespace crust::nat::stun

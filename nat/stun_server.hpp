@@ -12,15 +12,16 @@
 // - a request of another method (TURN's Allocate, say): 400.
 // Indications, responses and malformed datagrams get nothing.
 //
-// Amplification: an answer is never larger than the request, or than 64
-// bytes, whichever is more. Standard clients send bare 20-byte requests
-// (coturn's turnutils_stunclient does), and the reflexive address must fit,
-// so the floor is what one costs; the optional attributes are left out
-// first (SOFTWARE, then RESPONSE-ORIGIN, then the error's reason). Crust's
-// client sends FINGERPRINT only (28 bytes): over IPv4 it gets the full
-// answer, over IPv6 the mapped address and what else fits; it can pad its
-// requests (stun_agent::options::request_size) to get everything. The caller
-// rate-limits per source on top of this.
+// Amplification: over UDP an answer is never larger than the request,
+// whose source address may be forged (an answer that does not fit is not
+// sent). The optional attributes are left out first to make it fit
+// (SOFTWARE, then RESPONSE-ORIGIN, then the error's reason). A bare
+// 20-byte request (coturn's turnutils_stunclient sends one) is too small
+// for any answer; `answer_floor` lets an operator serve such clients at
+// the price of answers up to that size. Crust's client pads its requests
+// (stun_agent::options::request_size) to hold the full answer. Over TCP,
+// whose handshake proved the asker's address, there is no limit. The
+// caller rate-limits per source on top of this.
 #pragma once
 
 #include "nat/stun.hpp"
@@ -30,12 +31,18 @@
 
 namespace crust::nat::stun {
 
-inline constexpr std::size_t answer_floor = 64;
-
 struct server_options {
   std::string software = "crust";               // SOFTWARE; empty: none
   std::optional<udp_endpoint> response_origin;  // RESPONSE-ORIGIN, the answering socket
+  // An answer may be this large whatever the request's size; 0: never
+  // larger than the request.
+  std::size_t answer_floor = 0;
 };
+
+// The largest answer this server gives: the mapped address and
+// RESPONSE-ORIGIN, both IPv6, SOFTWARE "crust" and FINGERPRINT. A request
+// this large gets everything.
+inline constexpr std::size_t full_answer_size = 20 + 24 + 24 + 12 + 8;
 
 std::optional<bytes> answer(byte_span datagram, const udp_endpoint& from,
                             const server_options& options);

@@ -38,6 +38,7 @@ asio::awaitable<result<void>> serve_tcp_binding(transport::stream& s, bytes head
     if (!r) co_return r.error();
   }
   stun::server_options o;
+  o.answer_floor = stun::full_answer_size;  // TCP's handshake proved the asker's address
   // A dual-stack listener sees IPv4 askers as v4-mapped: they are told
   // their IPv4 address, as the UDP server tells them.
   auto answer =

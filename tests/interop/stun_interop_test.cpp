@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 using namespace crust;
@@ -147,7 +148,11 @@ TEST_CASE("stun interop: coturn's turnutils_stunclient against our server") {
   require_tool("/usr/bin/turnutils_stunclient");
   test::run([](asio::io_context& io) -> asio::awaitable<void> {
     auto mux = open_mux(io);
-    auto agent = nat::stun_agent::attach(mux);
+    // Its requests are bare (20 bytes): answered only with a floor, since
+    // by default no answer is larger than its request.
+    nat::stun_agent::options o;
+    o.server.answer_floor = 64;
+    auto agent = nat::stun_agent::attach(mux, o);
     closer guard{mux, agent};
     const auto port = mux->local_endpoint().port();
     test::child_process client(io.get_executor(),
@@ -183,9 +188,15 @@ TEST_CASE(
     const auto dir =
         std::filesystem::temp_directory_path() / ("crust-stun-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
+    // turnutils_stunclient's requests are bare: answered with a floor only.
+    {
+      std::ofstream cfg(dir / "floor.json");
+      cfg << R"({"stun_answer_floor": 64})";
+    }
     test::child_process listener(
-        io.get_executor(), {"/usr/bin/timeout", "30", node, "listen", "--json", "-a", "127.0.0.1",
-                            "-p", "0", "-k", (dir / "n.key").string()});
+        io.get_executor(),
+        {"/usr/bin/timeout", "30", node, "listen", "--json", "-a", "127.0.0.1", "-p", "0", "-k",
+         (dir / "n.key").string(), "-c", (dir / "floor.json").string()});
     auto first = co_await listener.read_line(seconds(20));
     REQUIRE(first);
     auto v = boost::json::parse(*first).as_object();

@@ -221,16 +221,19 @@ TEST_CASE("stun: the class and method bits round-trip for every class") {
   CHECK(((e[0] << 8) | e[1]) == 0x0111);
 }
 
-TEST_CASE("stun server: a bare 20-byte request gets the reflexive address, within 64 bytes") {
+TEST_CASE("stun server: a bare 20-byte request gets nothing; with a floor of 64, the address") {
   const auto id = random_transaction_id();
   const auto req = builder(msg_class::request, binding, id).finish();
   REQUIRE(req.size() == 20);
   server_options o;
   o.response_origin = udp_endpoint(ip::make_address("198.18.0.1"), 3478);
+  // By default an answer never outgrows its request: none fits in 20 bytes.
+  for (const auto& from : {client4, client6}) CHECK_FALSE(answer(req, from, o));
+  o.answer_floor = 64;  // an operator who serves bare clients
   for (const auto& from : {client4, client6}) {
     auto a = answer(req, from, o);
     REQUIRE(a);
-    CHECK(a->size() <= answer_floor);
+    CHECK(a->size() <= 64);
     auto m = parsed(*a);
     CHECK(m.cls() == msg_class::success);
     CHECK(m.id() == id);
@@ -255,8 +258,9 @@ TEST_CASE("stun server: a padded request gets the full answer, never more bytes 
   server_options o;
   o.response_origin = udp_endpoint(ip::make_address("2001:db8::1"), 3478);
   builder b(msg_class::request, binding, random_transaction_id());
-  b.add_padding(64).add_fingerprint();
+  b.add(attr::software, std::string(full_answer_size - 20 - 4 - 8, ' ')).add_fingerprint();
   const auto req = std::move(b).finish();
+  REQUIRE(req.size() == full_answer_size);
   auto a = answer(req, client6, o);
   REQUIRE(a);
   CHECK(a->size() <= req.size());
@@ -266,18 +270,30 @@ TEST_CASE("stun server: a padded request gets the full answer, never more bytes 
   CHECK(m.text(attr::software) == std::optional<std::string>("crust"));
   CHECK(m.has_fingerprint());
 
-  // Over many request shapes, an answer never exceeds max(request, 64).
-  for (std::size_t pad = 0; pad <= 80; pad += 3) {
-    for (bool fp : {false, true}) {
-      builder r(msg_class::request, binding, random_transaction_id());
-      if (pad) r.add_padding(pad);
-      if (fp) r.add_fingerprint();
-      auto q = std::move(r).finish();
-      for (const auto& from : {client4, client6}) {
-        auto x = answer(q, from, o);
-        REQUIRE(x);
-        CHECK(x->size() <= std::max(q.size(), answer_floor));
-        CHECK(parsed(*x).mapped() == from);
+  // Over many request shapes, an answer never exceeds the request, or the
+  // floor when one is set; a request big enough for the address gets it.
+  for (const std::size_t floor : {std::size_t{0}, std::size_t{64}}) {
+    o.answer_floor = floor;
+    for (std::size_t pad = 0; pad <= 80; pad += 3) {
+      for (bool fp : {false, true}) {
+        builder r(msg_class::request, binding, random_transaction_id());
+        if (pad) r.add_padding(pad);
+        if (fp) r.add_fingerprint();
+        auto q = std::move(r).finish();
+        for (const auto& from : {client4, client6}) {
+          CAPTURE(floor);
+          CAPTURE(q.size());
+          auto x = answer(q, from, o);
+          const std::size_t budget = std::max(q.size(), floor);
+          const std::size_t least = 20 + (from.address().is_v4() ? 12 : 24) + (fp ? 8 : 0);
+          if (budget < least) {
+            CHECK_FALSE(x);
+            continue;
+          }
+          REQUIRE(x);
+          CHECK(x->size() <= budget);
+          CHECK(parsed(*x).mapped() == from);
+        }
       }
     }
   }
@@ -295,10 +311,13 @@ TEST_CASE("stun server: RFC 5769's ICE request (PRIORITY, USERNAME, MI) is answe
 
 TEST_CASE("stun server: unknown required attributes, CHANGE-REQUEST and other methods") {
   const auto id = random_transaction_id();
+  // What is answered, not its size: room for any answer (as over TCP).
+  server_options roomy;
+  roomy.answer_floor = full_answer_size;
   {  // an unknown comprehension-required attribute: 420 naming it
     builder b(msg_class::request, binding, id);
     b.add(0x7ABC, "x").add(0xC001, "optional: ignored");
-    auto m = parsed(*answer(std::move(b).finish(), client4, {}));
+    auto m = parsed(*answer(std::move(b).finish(), client4, roomy));
     CHECK(m.cls() == msg_class::error);
     REQUIRE(m.error());
     CHECK(m.error()->code == 420);
@@ -311,7 +330,7 @@ TEST_CASE("stun server: unknown required attributes, CHANGE-REQUEST and other me
     builder b(msg_class::request, binding, id);
     const byte port[] = {0x12, 0x34, 0, 0};
     b.add(attr::response_port, port);
-    auto m = parsed(*answer(std::move(b).finish(), client4, {}));
+    auto m = parsed(*answer(std::move(b).finish(), client4, roomy));
     REQUIRE(m.error());
     CHECK(m.error()->code == 420);
   }
@@ -321,13 +340,13 @@ TEST_CASE("stun server: unknown required attributes, CHANGE-REQUEST and other me
       bytes v;
       put_u32(v, flags);
       b.add(attr::change_request, v);
-      auto m = parsed(*answer(std::move(b).finish(), client4, {}));
+      auto m = parsed(*answer(std::move(b).finish(), client4, roomy));
       CAPTURE(flags);
       CHECK(m.cls() == (flags ? msg_class::error : msg_class::success));
     }
   }
   {  // Allocate (TURN): 400
-    auto m = parsed(*answer(builder(msg_class::request, 0x003, id).finish(), client4, {}));
+    auto m = parsed(*answer(builder(msg_class::request, 0x003, id).finish(), client4, roomy));
     REQUIRE(m.error());
     CHECK(m.error()->code == 400);
   }
