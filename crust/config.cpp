@@ -151,6 +151,12 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.number(v, key, c.send_queue_bytes, 1024, 1ull << 34);
     } else if (key == "event_queue_messages") {
       r.number(v, key, c.event_queue_messages, 1, 1u << 24);
+    } else if (key == "event_queue_bytes") {
+      r.number(v, key, c.event_queue_bytes, 1u << 16, std::size_t{1} << 40);
+    } else if (key == "event_queue_other") {
+      r.number(v, key, c.event_queue_other, 16, std::size_t{1} << 24);
+    } else if (key == "max_connections") {
+      r.number(v, key, c.max_connections, 1, 1u << 20);
     } else if (key == "max_pending_handshakes") {
       r.number(v, key, c.max_pending_handshakes, 1, 1u << 20);
     } else if (key == "handshakes_per_source") {
@@ -165,6 +171,8 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.millis(v, key, c.connect_timeout);
     } else if (key == "accept_address_only") {
       r.boolean(v, key, c.accept_address_only);
+    } else if (key == "address_only_per_second") {
+      r.number(v, key, c.address_only_per_second, 0, 1u << 20);
     } else if (key == "role") {
       std::string role;
       r.string(v, key, role);
@@ -185,6 +193,8 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.number(v, key, c.udp_port, 0, 65535);
     } else if (key == "enable_stun_server") {
       r.boolean(v, key, c.enable_stun_server);
+    } else if (key == "stun_answer_floor") {
+      r.number(v, key, c.stun_answer_floor, 0, 548);
     } else if (key == "enable_lan_discovery") {
       r.boolean(v, key, c.enable_lan_discovery);
     } else if (key == "lan_discovery_window_ms") {
@@ -312,6 +322,9 @@ std::string config::to_json() const {
   o["max_message_size"] = max_message_size;
   o["send_queue_bytes"] = send_queue_bytes;
   o["event_queue_messages"] = event_queue_messages;
+  o["event_queue_bytes"] = event_queue_bytes;
+  o["event_queue_other"] = event_queue_other;
+  o["max_connections"] = max_connections;
   o["max_pending_handshakes"] = max_pending_handshakes;
   o["handshakes_per_source"] = handshakes_per_source;
   o["heartbeat_interval_ms"] = ms(heartbeat_interval);
@@ -319,12 +332,14 @@ std::string config::to_json() const {
   o["handshake_timeout_ms"] = ms(handshake_timeout);
   o["connect_timeout_ms"] = ms(connect_timeout);
   o["accept_address_only"] = accept_address_only;
+  o["address_only_per_second"] = address_only_per_second;
   o["role"] = to_string(role);
   o["accept_bootstrap"] = accept_bootstrap;
   o["external_reachability_check"] = external_reachability_check;
   o["enable_utp"] = enable_utp;
   o["udp_port"] = udp_port;
   o["enable_stun_server"] = enable_stun_server;
+  o["stun_answer_floor"] = stun_answer_floor;
   o["enable_lan_discovery"] = enable_lan_discovery;
   o["service_discovery_port"] = service_discovery_port;
   o["lan_discovery_window_ms"] = ms(lan_discovery_window);

@@ -24,12 +24,22 @@ struct contact {
 
 struct config {
   std::vector<contact> hard_coded_contacts;
-  std::string listen_address = "0.0.0.0";    // TCP listener address
-  std::uint16_t tcp_acceptor_port = 0;       ///< 0: a random port
-  std::string network_name = "crust";        // peers of another network fail the handshake
-  std::size_t max_message_size = 2u << 20;   ///< 2 MiB, enforced on both sides
-  std::size_t send_queue_bytes = 8u << 20;   ///< per connection; beyond it low priority drops
-  std::size_t event_queue_messages = 4096;   ///< undelivered NewMessage events before readers wait
+  std::string listen_address = "0.0.0.0";   // TCP listener address
+  std::uint16_t tcp_acceptor_port = 0;      ///< 0: a random port
+  std::string network_name = "crust";       // peers of another network fail the handshake
+  std::size_t max_message_size = 2u << 20;  ///< 2 MiB, enforced on both sides
+  std::size_t send_queue_bytes = 8u << 20;  ///< per connection; beyond it low priority drops
+  std::size_t event_queue_messages = 4096;  ///< undelivered NewMessage events before readers wait
+  std::size_t event_queue_bytes = 64u
+                                  << 20;  ///< ... or their payload bytes, for all peers together
+  /// Unread events other than messages kept at most; beyond, the oldest
+  /// of them is dropped (and counted in the events_dropped metric).
+  std::size_t event_queue_other = 65536;
+  /// Connections at once, counting inbound handshakes in progress; beyond,
+  /// a new inbound connection is closed before any cryptography. Our own
+  /// dials are not refused. With send_queue_bytes and the event queue's
+  /// bounds, this bounds what peers can make the node hold.
+  std::size_t max_connections = 1024;
   std::size_t max_pending_handshakes = 256;  ///< in progress at once; beyond, the oldest is closed
   /// Failed inbound handshakes per second one source (an IPv4 address, an
   /// IPv6 /64) may have, burst twice that; beyond, its new connections are
@@ -41,6 +51,10 @@ struct config {
   duration handshake_timeout = seconds(10);
   duration connect_timeout = seconds(10);  ///< TCP connect, before the handshake
   bool accept_address_only = true;         ///< answer Noise XX dials from peers without our key
+  /// XX dials answered per second in all (burst twice that): each costs a
+  /// key pair, two DHs and a signature for a message anyone can send. Beyond
+  /// it a first message that is not XK costs one DH and fails; 0: no limit.
+  unsigned address_only_per_second = 20;
 
   /// --- bootstrap and admission (bootstrap/, DESIGN.md §6) ---
   node_role role = node_role::node;  ///< what we tell peers we dial
@@ -50,9 +64,14 @@ struct config {
   /// that fails (Crust's external-reachability check). Off by default: on a
   /// LAN, or behind a NAT without a mapping, it refuses peers that work.
   bool external_reachability_check = false;
-  bool enable_utp = true;                             ///< listen and dial over µTP too
-  std::uint16_t udp_port = 0;                         ///< the node's UDP socket (µTP); 0: random
-  bool enable_stun_server = true;                     ///< answer STUN Binding requests on it
+  bool enable_utp = true;          ///< listen and dial over µTP too
+  std::uint16_t udp_port = 0;      ///< the node's UDP socket (µTP); 0: random
+  bool enable_stun_server = true;  ///< answer STUN Binding requests on it
+  /// Over UDP, STUN answers are never larger than the request (a forged
+  /// source gets no amplification), so a bare 20-byte request gets none.
+  /// Set this to answer such clients (64 holds an IPv4 or IPv6 address)
+  /// with up to this many bytes, whatever the request's size.
+  std::size_t stun_answer_floor = 0;
   bool enable_lan_discovery = true;                   ///< answer and send LAN beacons
   std::uint16_t service_discovery_port = 5484;        ///< the LAN beacon's UDP port
   duration lan_discovery_window = milliseconds(500);  ///< how long bootstrap listens for answers

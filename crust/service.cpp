@@ -35,19 +35,49 @@ void add_payload(node_metrics& m, const peer_stats& s) {
 
 // --- connection_owner ---
 asio::awaitable<void> service::impl::deliver(event ev, bool is_message) {
-  while (is_message && queued_messages_ >= cfg_.event_queue_messages && !stopping_) {
+  // Messages wait for room (back-pressure: the connection stops reading,
+  // and flow control reaches the peer), by count and by bytes for all
+  // peers together. One message larger than the byte bound still goes
+  // alone into an empty queue.
+  const std::size_t size =
+      is_message ? std::get<events::new_message>(ev).payload.size() : std::size_t{0};
+  while (is_message && !stopping_ &&
+         (queued_messages_ >= cfg_.event_queue_messages ||
+          (queued_messages_ > 0 && queued_message_bytes_ + size > cfg_.event_queue_bytes))) {
     co_await event_space_.wait();
     const bool cancelled = co_await cancel_requested();
     if (cancelled) co_return;
   }
   if (stopping_) co_return;
-  if (is_message) ++queued_messages_;
+  if (!is_message) {
+    post_event(std::move(ev));
+    co_return;
+  }
+  ++queued_messages_;
+  queued_message_bytes_ += size;
   events_.push_back(std::move(ev));
   event_ready_.notify();
 }
 
 void service::impl::post_event(event ev) {
   if (stopping_) return;
+  if (queued_other_events_ >= cfg_.event_queue_other) {
+    // The application reads no events: drop the oldest that is not a
+    // message (messages are bounded above, and dropping one would lose
+    // data), rather than grow without bound.
+    auto oldest = std::find_if(events_.begin(), events_.end(), [](const event& e) {
+      return !std::holds_alternative<events::new_message>(e);
+    });
+    if (oldest != events_.end()) {
+      if (metrics_.events_dropped++ == 0)
+        CRUST_LOG(warn, "service",
+                  "the application has left " << cfg_.event_queue_other
+                                              << " events unread; dropping the oldest");
+      events_.erase(oldest);
+      --queued_other_events_;
+    }
+  }
+  ++queued_other_events_;
   events_.push_back(std::move(ev));
   event_ready_.notify();
 }
@@ -217,6 +247,7 @@ void service::impl::start_utp(const asio::ip::address& addr) {
   // so what it learns is this socket's mapping.
   nat::stun_agent::options so;
   so.serve = cfg_.enable_stun_server;
+  so.server.answer_floor = cfg_.stun_answer_floor;
   so.admit = [this](const asio::ip::address& from) { return !banned(from); };
   stun_ = nat::stun_agent::attach(udp_, std::move(so));
   stun_->intercept([this](byte_span d, const asio::ip::udp::endpoint& from) {
@@ -263,6 +294,14 @@ void service::impl::take_inbound(transport::stream s) {
     CRUST_LOG(debug, "service",
               "refused a connection from " << s.remote_description()
                                            << ": too many failed handshakes from there");
+    s.close();
+    return;
+  }
+  if (live_connections_ + pending_.size() >= cfg_.max_connections) {
+    ++metrics_.connections_refused;
+    CRUST_LOG(debug, "service",
+              "refused a connection from " << s.remote_description() << ": " << cfg_.max_connections
+                                           << " connections are open");
     s.close();
     return;
   }
@@ -343,6 +382,12 @@ asio::awaitable<void> service::impl::inbound(transport::stream s, bool sorted) {
     }
   }
   auto machine = secure::handshake::responder(id_, cfg_.network_name, cfg_.accept_address_only);
+  if (cfg_.address_only_per_second > 0)
+    machine.set_address_only_gate([this] {
+      if (address_only_limiter_.allow({}, clock::now())) return true;
+      ++metrics_.handshakes_shed;
+      return false;
+    });
   auto op = secure::run_handshake(s, std::move(machine));
   auto hs = co_await with_timeout(std::move(op), time_left(deadline));
   drop_pending(ticket);  // a no-op if it was evicted
@@ -687,7 +732,16 @@ std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connectio
 }
 
 asio::awaitable<void> service::impl::run_connection(std::shared_ptr<connection> conn) {
+  struct counted {  // however this frame ends (a stop destroys it mid-wait)
+    std::size_t& n;
+    explicit counted(std::size_t& c) : n(c) { ++n; }
+    ~counted() { --n; }
+    counted(const counted&) = delete;
+    counted& operator=(const counted&) = delete;
+  };
+  std::optional<counted> live(std::in_place, live_connections_);
   auto why = co_await conn->run();
+  live.reset();
   add_payload(metrics_, conn->stats());  // what it carried outlives it in the totals
   const auto id = conn->info().id;
   auto it = peers_.find(id);
@@ -889,9 +943,12 @@ asio::awaitable<result<event>> service::impl::next_event() {
   }
   event ev = std::move(events_.front());
   events_.pop_front();
-  if (std::holds_alternative<events::new_message>(ev)) {
+  if (auto* m = std::get_if<events::new_message>(&ev)) {
     --queued_messages_;
+    queued_message_bytes_ -= m->payload.size();
     event_space_.notify();
+  } else {
+    --queued_other_events_;
   }
   co_return ev;
 }
@@ -919,6 +976,7 @@ asio::awaitable<void> service::impl::stop(duration grace) {
   co_await udp_tasks_.wait_all();
   peers_.clear();
   events_.clear();
+  queued_messages_ = queued_message_bytes_ = queued_other_events_ = 0;
 }
 
 void service::impl::stop_udp() {
@@ -958,6 +1016,9 @@ node_status service::impl::status() const {
   s.nat = last_nat_;
   s.port_mappings = port_mappings();
   s.metrics = metrics_;  // payload totals of the connections that have ended
+  s.queued_messages = queued_messages_;
+  s.queued_message_bytes = queued_message_bytes_;
+  s.queued_other_events = queued_other_events_;
   auto& m = s.metrics;
   for (const auto& [id, conn] : peers_) {
     peer_status p{conn->info(), conn->stats(), now - conn->registered_at()};

@@ -158,8 +158,8 @@ class service {
   /// keeps one, the same at both ends. Errors: wrong_peer_key (`mine` is
   /// not ours, or `theirs` is), blacklisted, no_contacts (nothing to try),
   /// all_attempts_failed or the last attempt's error, shutting_down,
-  /// cancelled. Not yet built: TCP simultaneous open, multi-socket probing,
-  /// relay.
+  /// cancelled. TCP simultaneous open and multi-socket probing join the race
+  /// as rendezvous_options say; connect_through adds the relay.
   boost::asio::awaitable<result<peer_info>> connect(const nat::private_connection_info& mine,
                                                     const nat::connection_info& theirs,
                                                     rendezvous_options o = {});

@@ -110,6 +110,8 @@ std::string status_json(const node_status& s) {
       {"handshakes_failed", m.handshakes_failed},
       {"handshakes_shed", m.handshakes_shed},
       {"connections_opened", m.connections_opened},
+      {"connections_refused", m.connections_refused},
+      {"events_dropped", m.events_dropped},
       {"connections_lost", m.connections_lost},
       {"messages_sent", m.messages_sent},
       {"bytes_sent", m.bytes_sent},
@@ -134,6 +136,9 @@ std::string status_json(const node_status& s) {
       {"port_mappings", std::move(mappings)},
       {"peers", std::move(peers)},
       {"metrics", std::move(metrics)},
+      {"event_queue", json::object{{"messages", s.queued_messages},
+                                   {"message_bytes", s.queued_message_bytes},
+                                   {"other", s.queued_other_events}}},
   };
   out["nat"] = s.nat ? json::value(report_object(*s.nat)) : json::value(nullptr);
   return json::serialize(out);
@@ -153,6 +158,10 @@ std::string metrics_text(const node_status& s) {
           "Inbound connections closed before their handshake (failure rate or eviction).",
           m.handshakes_shed);
   counter("connections_opened", "Connections admitted and registered.", m.connections_opened);
+  counter("connections_refused", "Inbound connections closed unheard at max_connections.",
+          m.connections_refused);
+  counter("events_dropped", "Events other than messages dropped, unread by the application.",
+          m.events_dropped);
   counter("connections_lost", "Connections lost (LostPeer).", m.connections_lost);
   counter("messages_sent", "Messages queued onto connections.", m.messages_sent);
   counter("sent_bytes", "Message payload bytes sent.", m.bytes_sent);
@@ -179,6 +188,9 @@ std::string metrics_text(const node_status& s) {
   for (const auto& [k, n] : open)
     o << "crust_connections{transport=\"" << label(k.first) << "\",path=\"" << label(k.second)
       << "\"} " << n << "\n";
+  o << "# HELP crust_event_queue_bytes Message payload bytes waiting for the application.\n"
+    << "# TYPE crust_event_queue_bytes gauge\n"
+    << "crust_event_queue_bytes " << s.queued_message_bytes << "\n";
   o << "# HELP crust_uptime_seconds Seconds since the service was made.\n"
     << "# TYPE crust_uptime_seconds gauge\n"
     << "crust_uptime_seconds " << std::chrono::duration<double>(s.uptime).count() << "\n";

@@ -31,7 +31,12 @@ struct node_metrics {
   /// max_pending_handshakes were in progress.
   std::uint64_t handshakes_shed = 0;
   std::uint64_t connections_opened = 0;  ///< admitted and registered
-  std::uint64_t connections_lost = 0;    ///< LostPeer
+  /// Inbound connections closed unheard because max_connections were open.
+  std::uint64_t connections_refused = 0;
+  /// Events other than messages dropped, oldest first, because the
+  /// application left event_queue_other of them unread.
+  std::uint64_t events_dropped = 0;
+  std::uint64_t connections_lost = 0;  ///< LostPeer
   std::uint64_t messages_sent = 0, bytes_sent = 0;
   std::uint64_t messages_received = 0, bytes_received = 0;
   std::uint64_t messages_dropped = 0;     ///< by back-pressure, on our side
@@ -63,6 +68,10 @@ struct node_status {
   std::vector<nat::port_mapping> port_mappings;
   std::vector<peer_status> peers;
   node_metrics metrics;
+  /// What waits for the application's next_event(): messages, their
+  /// payload bytes, and other events (bounded by event_queue_messages,
+  /// event_queue_bytes and event_queue_other).
+  std::size_t queued_messages = 0, queued_message_bytes = 0, queued_other_events = 0;
 };
 
 /// /status: the snapshot as one JSON object.

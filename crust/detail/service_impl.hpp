@@ -83,6 +83,8 @@ class service::impl final : public detail::connection_owner,
         relay_(std::make_unique<detail::relay_agent>(ex_, *this, cfg_, id_.id())) {
     const double rate = cfg_.handshakes_per_source;
     handshake_limiter_ = transport::rate_limiter(rate, 2 * rate, 1e9, 4096);
+    const double xx = cfg_.address_only_per_second;
+    address_only_limiter_ = transport::rate_limiter(xx, 2 * xx, 1e9, 1);
   }
 
   // --- connection_owner ---
@@ -464,6 +466,9 @@ class service::impl final : public detail::connection_owner,
   void drop_parked(const public_id& peer);
   std::deque<event> events_;
   std::size_t queued_messages_ = 0;
+  std::size_t queued_message_bytes_ = 0;
+  std::size_t queued_other_events_ = 0;  // events_ that are not messages
+  std::size_t live_connections_ = 0;     // handshaken connections whose run() has not ended
   notifier event_ready_;
   notifier event_space_;
   notifier registered_;
@@ -498,6 +503,8 @@ class service::impl final : public detail::connection_owner,
   // Failed inbound handshakes per source (handshakes_per_source): an
   // exhausted source's connections are closed before any cryptography.
   transport::rate_limiter handshake_limiter_;
+  // XX answers, in all (one bucket: the source is not looked at).
+  transport::rate_limiter address_only_limiter_;
   std::optional<asio::ip::address> limited_source(const transport::stream& s) const;
   void failed_from(const std::optional<asio::ip::address>& source);
   std::uint64_t next_ticket_ = 0;

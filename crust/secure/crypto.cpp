@@ -101,6 +101,14 @@ byte_array<16> md5(byte_span data) {
   return out;
 }
 
+namespace {
+thread_local std::uint64_t x25519_count = 0;
+}  // namespace
+
+std::uint64_t x25519_operations() noexcept {
+  return x25519_count;
+}
+
 x25519_keypair x25519_keypair::generate() {
   key32 priv{};
   random_fill(priv);
@@ -109,6 +117,7 @@ x25519_keypair x25519_keypair::generate() {
 
 x25519_keypair x25519_keypair::from_private(const key32& priv) {
   auto p = raw_private(EVP_PKEY_X25519, priv);
+  ++x25519_count;  // the public half
   x25519_keypair kp;
   kp.priv = priv;
   kp.pub = raw_public_of(p.get());
@@ -119,6 +128,7 @@ x25519_keypair x25519_keypair::from_private(const key32& priv) {
 namespace {
 
 result<key32> derive_x25519(EVP_PKEY* mine, const key32& peer_pub) {
+  ++x25519_count;
   pkey_ptr theirs(
       EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_pub.data(), peer_pub.size()),
       &EVP_PKEY_free);
@@ -139,6 +149,7 @@ result<key32> derive_x25519(EVP_PKEY* mine, const key32& peer_pub) {
 
 result<key32> x25519(const key32& priv, const key32& peer_pub) {
   auto mine = raw_private(EVP_PKEY_X25519, priv);
+  ++x25519_count;  // loading derives the public half
   return derive_x25519(mine.get(), peer_pub);
 }
 

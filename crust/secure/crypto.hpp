@@ -40,6 +40,11 @@ struct x25519_keypair {
   static x25519_keypair from_private(const key32& priv);
 };
 
+// How many X25519 scalar multiplications this thread has done (a DH, or
+// the public half derived from a private key), so tests can count what a
+// handshake costs.
+std::uint64_t x25519_operations() noexcept;
+
 // X25519(priv, peer_pub). Fails (crypto_failure) on a low-order peer key,
 // whose shared secret would be all zero.
 result<key32> x25519(const key32& priv, const key32& peer_pub);

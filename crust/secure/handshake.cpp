@@ -117,7 +117,8 @@ result<handshake::step> handshake::receive(byte_span message) {
     hs_.emplace(std::move(*st));
     auto p = hs_->read_message(message);
     if (!p) {
-      if (!accept_xx_) return p.error();
+      // One DH spent (es): beyond it only for an XX dial we choose to answer.
+      if (!accept_xx_ || (xx_gate_ && !xx_gate_())) return p.error();
       auto xx = make_state(noise::pattern::XX, false, std::nullopt);
       if (!xx) return xx.error();
       hs_.emplace(std::move(*xx));

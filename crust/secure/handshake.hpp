@@ -25,6 +25,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -58,6 +59,11 @@ class handshake {
   static handshake initiator(const identity& me, std::string_view network,
                              std::optional<peer_key> expected);
   static handshake responder(const identity& me, std::string_view network, bool accept_xx);
+  // Responder: asked, when a first message does not authenticate as XK and
+  // XX is accepted, whether to answer it as XX now. Answering costs a key
+  // pair, two more DHs and a signature for a message anyone can send; a
+  // node under a flood says no, and the message has cost one DH.
+  void set_address_only_gate(std::function<bool()> gate) { xx_gate_ = std::move(gate); }
 
   // First step: the initiator's first message, or what the responder awaits.
   result<step> start();
@@ -83,6 +89,7 @@ class handshake {
   bytes prologue_;
   bool initiator_ = false;
   bool accept_xx_ = false;
+  std::function<bool()> xx_gate_;
   std::optional<peer_key> expected_;
   std::optional<noise::handshake_state> hs_;
   std::optional<x25519_keypair> test_e_;

@@ -341,3 +341,95 @@ TEST_CASE("hardening: 10 000 connect/disconnect cycles leave no file descriptors
       },
       seconds(600));
 }
+
+TEST_CASE("hardening: max_connections refuses inbound connections before any cryptography") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.max_connections = 3;
+    auto node = test::make_node(io, cfg);
+    auto at = co_await node->start();
+    REQUIRE(at);
+    std::vector<std::unique_ptr<service>> peers;
+    int connected = 0;
+    for (int i = 0; i < 5; ++i) {
+      peers.push_back(test::make_node(io));
+      auto r = co_await peers.back()->connect(*at, node->id().public_key());
+      if (r) ++connected;
+      // Each is registered at the node before the next dials.
+      co_await test::eventually([&] { return node->peers().size() == std::size_t(connected); });
+    }
+    CHECK(connected == 3);
+    CHECK(node->peers().size() == 3);
+    CHECK(node->status().metrics.connections_refused == 2);
+    // One leaves: there is room again.
+    co_await peers[0]->stop();
+    REQUIRE(co_await test::eventually([&] { return node->peers().size() == 2; }));
+    auto late = test::make_node(io);
+    auto r = co_await late->connect(*at, node->id().public_key());
+    CHECK(r);
+    co_await late->stop();
+    for (auto& p : peers) co_await p->stop();
+    co_await node->stop();
+  });
+}
+
+TEST_CASE("hardening: unread messages hold at most event_queue_bytes; the rest waits at the peer") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cb = test::loopback_config();
+    cb.event_queue_bytes = 256 * 1024;
+    auto p = co_await test::connected_pair(io, test::loopback_config(), cb);
+    // a sends 4 MiB in 64 KiB messages; b's application reads nothing yet.
+    constexpr int count = 64;
+    for (int i = 0; i < count; ++i) {
+      bytes m(64 * 1024, static_cast<byte>(i));
+      REQUIRE(p.a->send(p.b->id().id(), std::move(m)));
+    }
+    co_await test::sleep_for(milliseconds(500));
+    auto st = p.b->status();
+    MESSAGE("queued at b: " << st.queued_messages << " messages, " << st.queued_message_bytes
+                            << " bytes");
+    CHECK(st.queued_message_bytes <= cb.event_queue_bytes);
+    CHECK(st.queued_messages >= 1);
+    // Then it reads: every message, in order, once; nothing was dropped.
+    for (int i = 0; i < count; ++i) {
+      auto m = co_await test::next_of<events::new_message>(*p.b);
+      REQUIRE(m.payload.size() == 64 * 1024);
+      CHECK(m.payload[0] == static_cast<byte>(i));
+    }
+    CHECK(p.b->status().metrics.messages_dropped == 0);
+    CHECK(p.a->status().metrics.messages_dropped == 0);
+    co_await p.a->stop();
+    co_await p.b->stop();
+  });
+}
+
+TEST_CASE("hardening: an application that reads no events keeps at most event_queue_other") {
+  test::run([](asio::io_context& io) -> asio::awaitable<void> {
+    auto cfg = test::loopback_config();
+    cfg.event_queue_other = 16;
+    auto node = test::make_node(io, cfg);
+    auto at = co_await node->start();
+    REQUIRE(at);
+    // 20 peers come and go: 40 events (accepted, lost) nobody reads.
+    for (int i = 0; i < 20; ++i) {
+      auto peer = test::make_node(io);
+      REQUIRE(co_await peer->connect(*at, node->id().public_key()));
+      REQUIRE(co_await test::eventually([&] { return node->peers().size() == 1; }));
+      co_await peer->stop();
+      REQUIRE(co_await test::eventually([&] { return node->peers().empty(); }));
+    }
+    auto st = node->status();
+    CHECK(st.queued_other_events == 16);
+    CHECK(st.metrics.events_dropped >= 40 - 16);
+    // The newest are kept: the last event is the last peer's loss.
+    std::optional<event> last;
+    for (;;) {
+      auto ev = co_await with_timeout(node->next_event(), milliseconds(100));
+      if (!ev) break;
+      last = *ev;
+    }
+    REQUIRE(last);
+    CHECK(std::holds_alternative<events::lost_peer>(*last));
+    co_await node->stop();
+  });
+}

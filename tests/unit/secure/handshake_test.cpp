@@ -133,3 +133,57 @@ TEST_CASE("handshake: flipping any bit of any message fails the handshake") {
     }
   }
 }
+
+TEST_CASE("handshake: what the responder spends before the initiator is authenticated") {
+  auto bob = identity::generate();
+  // The X25519 operations receive() spends on a first message; an empty
+  // `m` stands for random bytes of the right size (anyone can send those).
+  auto cost = [](handshake&& r, bytes m, bool& answered) {
+    auto first = r.start();
+    REQUIRE(first);
+    if (m.empty()) {
+      m.resize(first->expect);
+      random_fill(m);
+    }
+    const auto before = x25519_operations();
+    auto s = r.receive(m);
+    answered = s.has_value();
+    return x25519_operations() - before;
+  };
+  const bytes forged;
+  bool answered = true;
+  SUBCASE("XK only: one DH (es), and no answer") {
+    CHECK(cost(handshake::responder(bob, "net", false), forged, answered) == 1);
+    CHECK_FALSE(answered);
+  }
+  SUBCASE("XX accepted, but the gate says no (a flood): still one DH") {
+    auto r = handshake::responder(bob, "net", true);
+    int asked = 0;
+    r.set_address_only_gate([&] {
+      ++asked;
+      return false;
+    });
+    CHECK(cost(std::move(r), forged, answered) == 1);
+    CHECK_FALSE(answered);
+    CHECK(asked == 1);
+  }
+  SUBCASE("XX answered: es, then our ephemeral key, ee and es of XX") {
+    CHECK(cost(handshake::responder(bob, "net", true), forged, answered) == 4);
+    CHECK(answered);
+  }
+  SUBCASE("a real XK first message: es, our ephemeral key and ee; the gate is not asked") {
+    auto alice = identity::generate();
+    auto i = handshake::initiator(alice, "net", bob.public_key());
+    auto first = i.start();
+    REQUIRE(first);
+    auto r = handshake::responder(bob, "net", true);
+    bool asked = false;
+    r.set_address_only_gate([&] {
+      asked = true;
+      return false;
+    });
+    CHECK(cost(std::move(r), first->send, answered) == 3);
+    CHECK(answered);
+    CHECK_FALSE(asked);
+  }
+}
