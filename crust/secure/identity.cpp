@@ -102,8 +102,12 @@ result<identity> identity::load_or_create(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::stringstream ss;
   ss << in.rdbuf();
+  return parse_key_file(ss.str());
+}
+
+result<identity> identity::parse_key_file(std::string_view text) {
   boost::system::error_code jec;
-  auto v = boost::json::parse(ss.str(), jec);
+  auto v = boost::json::parse(text, jec);
   if (jec || !v.is_object()) return make_error_code(errc::bad_key_file);
   const auto& o = v.as_object();
   auto str = [&](std::string_view k) -> std::string_view {

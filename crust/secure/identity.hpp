@@ -46,6 +46,8 @@ class identity {
   /// is corrupt or readable by group/others (it is never overwritten), or the
   /// filesystem error.
   static result<identity> load_or_create(const std::filesystem::path& path);
+  /// A key file's text, as load_or_create reads it. Errors: bad_key_file.
+  static result<identity> parse_key_file(std::string_view text);
   result<void> save(const std::filesystem::path& path) const;
 
   public_id id() const { return public_id{sign_key_.public_key()}; }
