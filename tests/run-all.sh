@@ -4,6 +4,7 @@
 #
 #   ./tests/run-all.sh            everything
 #   SKIP_CLANG=1 ./tests/run-all.sh   skip the clang++-14 (ASan) build
+#   SKIP_TSAN=1                       skip the ThreadSanitizer build
 #   SKIP_FUZZ=1 / FUZZ_SECONDS=N      skip the fuzz runs / change their length
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,7 +50,29 @@ if [ -z "${SKIP_CLANG:-}" ]; then
   fi
 fi
 
-# 3. Fuzzing: each libFuzzer harness for a bounded time (FUZZ_SECONDS, 30 by
+# 3. ThreadSanitizer: the multi-threaded test (nodes on strands of a
+#    4-thread io_context) in a g++ build of its own, which builds only the
+#    library and that test.
+if [ -z "${SKIP_TSAN:-}" ]; then
+  step "build (g++, ThreadSanitizer: the library and the threads test)"
+  if [ ! -f build-tsan/build.ninja ]; then
+    # Warnings are the other builds' business: GCC's instrumentation adds
+    # false maybe-uninitialized ones, and -Wtsan flags Asio's fences.
+    CXX=g++ meson setup build-tsan --buildtype=debugoptimized -Dbench=false \
+      -Db_sanitize=thread -Dwerror=false -Dcpp_args=-Wno-tsan >/dev/null || status=1
+  fi
+  if ninja -C build-tsan tests/test_threads; then
+    step "tests (ThreadSanitizer build)"
+    rm -f build-tsan/meson-logs/testlog.json
+    meson test -C build-tsan --no-rebuild --print-errorlogs threads || status=1
+    logs+=(build-tsan/meson-logs/testlog.json)
+  else
+    status=1
+    echo "ThreadSanitizer build failed"
+  fi
+fi
+
+# 4. Fuzzing: each libFuzzer harness for a bounded time (FUZZ_SECONDS, 30 by
 #    default) under ASan+UBSan; tests/fuzz/run.sh runs them longer.
 if [ -z "${SKIP_FUZZ:-}" ]; then
   step "fuzz (clang++-14, libFuzzer, ASan+UBSan, ${FUZZ_SECONDS:-30} s each)"
