@@ -240,6 +240,15 @@ TEST_CASE("utp loopback: a forged SYN never reaches accept(); a real dial still 
     CHECK(st.half_open_failed >= 1);             // the wrong guess, and those that timed out
     // Every half-open entry is gone after its timeout: only the real one is left.
     CHECK(b.mgr->size() == 1);
+    // A flood of SYNs from one source gets answers up to its rate only.
+    CHECK(st.syns_limited == 0);
+    for (std::uint16_t i = 0; i < 200; ++i) {
+      const auto more = utp::encode(syn_from(static_cast<std::uint16_t>(9000 + 2 * i), i));
+      co_await s.async_send_to(asio::buffer(more), b.at(), asio::use_awaitable);
+    }
+    const bool limited = co_await test::eventually([&] { return st.syns_limited > 0; }, seconds(2));
+    CHECK(limited);
+    CHECK(st.syns_limited < 200);
     dial->close();
     in->close();
     a.stop();

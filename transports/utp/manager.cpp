@@ -163,6 +163,12 @@ void manager::answer_syn(const packet& syn, const asio::ip::udp::endpoint& from,
     ++stats_.syns_ignored;
     return;
   }
+  // The source may be forged: an answer is a reflection (never an
+  // amplification), and a source gets only so many.
+  if (!syn_limiter_.allow(transport::source_of(from.address()), now)) {
+    ++stats_.syns_limited;
+    return;
+  }
   if (half_open_.size() >= opt_.max_half_open) {
     // Full (a flood of SYNs from forged addresses, most likely): a random
     // victim, so a real peer's entry survives a flood with a fair chance

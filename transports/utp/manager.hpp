@@ -67,6 +67,7 @@ class manager : public std::enable_shared_from_this<manager> {
   struct figures {
     std::uint64_t datagrams_in = 0, datagrams_out = 0, resets_sent = 0, syns_ignored = 0;
     std::uint64_t resets_limited = 0;  // not sent: over the source's rate
+    std::uint64_t syns_limited = 0;    // SYNs unanswered: over the source's rate
     std::uint64_t accepted = 0, connected = 0;
     // Half-open connections: dropped to make room, ended unverified (a
     // wrong acknowledgement or the half-open timeout), and verified.
@@ -114,6 +115,9 @@ class manager : public std::enable_shared_from_this<manager> {
   std::vector<key> half_open_;
   // Resets answer datagrams from anyone: 20/s per source (burst 40), 1000/s in all.
   transport::rate_limiter reset_limiter_{20, 40, 1000, 1024};
+  // So do the answers to SYNs (each no bigger than its SYN): 50/s per
+  // source (burst 100), 2000/s in all.
+  transport::rate_limiter syn_limiter_{50, 100, 2000, 1024};
   figures stats_;
 };
 

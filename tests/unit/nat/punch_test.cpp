@@ -228,11 +228,20 @@ TEST_CASE("punch: a cone and a random-port symmetric NAT meet by multi-socket pr
     CHECK(a.s->spray() == spray_role::ports);
     CHECK(b.s->spray() == spray_role::sockets);
     CHECK(b.s->extra_sockets() == cfg.spray_sockets);
-    // The symmetric side's path is one of its extra sockets; the cone's is
-    // its own socket, toward that socket's mapping.
-    CHECK(b.s->path_socket() > 0);
+    // The symmetric side's path is one of its sockets (an extra one, or,
+    // about once in 250 rounds, its main socket, whose mapping a probe can
+    // hit as well); the cone's is its own socket, toward one of those
+    // sockets' mappings. Two of them
+    // may meet a probe in the same round, and each side settles on its own
+    // first answer, so the cone's may be another socket than the symmetric
+    // side's (about 4 % of rounds). That is harmless: the symmetric side
+    // dials µTP from its path socket (punch_then_utp), and that reaches the
+    // cone's one mapping, which it knows.
+    CHECK(b.s->path_socket() <= cfg.spray_sockets);
     CHECK(a.s->path_socket() == 0);
-    CHECK(a.s->path() == b.s->seen_as());
+    REQUIRE(a.s->path());
+    REQUIRE(b.s->seen_as());
+    CHECK(a.s->path()->address() == b.s->seen_as()->address());  // b's NAT, one of its mappings
     CHECK(b.s->path() == a.s->seen_as());
     // Bounded: the cone never probes more than spray_probes ports.
     CHECK(a.s->probes_sent() <= cfg.spray_probes);
