@@ -35,14 +35,11 @@ constexpr std::array<std::string_view, 4> filtering_names = {
     "unknown", "endpoint-independent", "address-dependent", "address-and-port-dependent"};
 
 key32 network_hash(std::string_view network) {
-  return secure::sha256(as_bytes(domain), as_bytes(network));
+  return signed_form::network_hash(domain, network);
 }
 
 bytes signed_message(std::string_view network, byte_span body) {
-  bytes m(domain.begin(), domain.end());
-  append(m, network_hash(network));
-  append(m, body);
-  return m;
+  return signed_form::message(domain, network, body);
 }
 
 // Everything but the signature.
@@ -68,18 +65,7 @@ bytes encode_body(const connection_info& c) {
   if (c.nat.hairpinning) flags = flag_hairpin_known | (*c.nat.hairpinning ? flag_hairpin_works : 0);
   out.push_back(flags);
   out.push_back(static_cast<byte>(c.candidates.size()));
-  for (const auto& k : c.candidates) {
-    out.push_back(static_cast<byte>(k.transport));
-    out.push_back(static_cast<byte>(k.kind));
-    if (k.address.is_v4()) {
-      out.push_back(4);
-      append(out, k.address.to_v4().to_bytes());
-    } else {
-      out.push_back(6);
-      append(out, k.address.to_v6().to_bytes());
-    }
-    put_u16(out, k.port);
-  }
+  for (const auto& k : c.candidates) encode_candidate(out, k);
   return out;
 }
 
@@ -136,6 +122,72 @@ std::string_view to_string(candidate_kind k) noexcept {
   }
   return "host";
 }
+
+void encode_candidate(bytes& out, const candidate& k) {
+  out.push_back(static_cast<byte>(k.transport));
+  out.push_back(static_cast<byte>(k.kind));
+  if (k.address.is_v4()) {
+    out.push_back(4);
+    append(out, k.address.to_v4().to_bytes());
+  } else {
+    out.push_back(6);
+    append(out, k.address.to_v6().to_bytes());
+  }
+  put_u16(out, k.port);
+}
+
+std::optional<candidate> decode_candidate(byte_span d, std::size_t& at, std::string_view& why) {
+  if (at + 3 > d.size()) {
+    why = cut_short;
+    return std::nullopt;
+  }
+  candidate k;
+  const byte t = d[at], kind = d[at + 1], family = d[at + 2];
+  if (t < 1 || t > 2 || kind < 1 || kind > 3 || (family != 4 && family != 6)) {
+    why = "is of an unknown kind";
+    return std::nullopt;
+  }
+  const std::size_t alen = family == 4 ? 4 : 16;
+  if (at + 3 + alen + 2 > d.size()) {
+    why = cut_short;
+    return std::nullopt;
+  }
+  k.transport = static_cast<candidate_transport>(t);
+  k.kind = static_cast<candidate_kind>(kind);
+  if (family == 4)
+    k.address = ip::address_v4(take<4>(d, at + 3));
+  else
+    k.address = ip::address_v6(take<16>(d, at + 3));
+  k.port = get_u16(d.data() + at + 3 + alen);
+  if (k.port == 0 || k.address.is_unspecified() || k.address.is_multicast()) {
+    why = "is not a unicast address and port";
+    return std::nullopt;
+  }
+  at += 3 + alen + 2;
+  return k;
+}
+
+namespace signed_form {
+
+key32 network_hash(std::string_view domain, std::string_view network) {
+  return secure::sha256(as_bytes(domain), as_bytes(network));
+}
+
+byte_array<8> network_tag(std::string_view domain, std::string_view network) {
+  const key32 h = network_hash(domain, network);
+  byte_array<8> t{};
+  std::copy_n(h.begin(), t.size(), t.begin());
+  return t;
+}
+
+bytes message(std::string_view domain, std::string_view network, byte_span body) {
+  bytes m(domain.begin(), domain.end());
+  append(m, network_hash(domain, network));
+  append(m, body);
+  return m;
+}
+
+}  // namespace signed_form
 
 std::string candidate::endpoint_string() const {
   return transport::to_string(transport::tcp_endpoint(address, port));
@@ -205,30 +257,15 @@ boost::system::result<connection_info, info_error> connection_info::decode(
                                        " candidates (1 to " + std::to_string(max_candidates) +
                                        " allowed)");
   for (std::size_t i = 0; i < n; ++i) {
-    if (at + 3 > d.size()) return refuse(errc::malformed, "a connection info cut short");
-    candidate k;
-    const byte t = d[at], kind = d[at + 1], family = d[at + 2];
-    at += 3;
-    if (t < 1 || t > 2 || kind < 1 || kind > 3 || (family != 4 && family != 6))
-      return refuse(errc::malformed,
-                    "candidate " + std::to_string(i + 1) + " is of an unknown kind");
-    const std::size_t alen = family == 4 ? 4 : 16;
-    if (at + alen + 2 > d.size()) return refuse(errc::malformed, "a connection info cut short");
-    k.transport = static_cast<candidate_transport>(t);
-    k.kind = static_cast<candidate_kind>(kind);
-    if (family == 4)
-      k.address = ip::address_v4(take<4>(d, at));
-    else
-      k.address = ip::address_v6(take<16>(d, at));
-    at += alen;
-    k.port = get_u16(d.data() + at);
-    at += 2;
-    if (k.port == 0 || k.address.is_unspecified() || k.address.is_multicast())
-      return refuse(errc::malformed,
-                    "candidate " + std::to_string(i + 1) + " is not a unicast address and port");
-    if (std::find(c.candidates.begin(), c.candidates.end(), k) != c.candidates.end())
+    std::string_view why;
+    auto k = decode_candidate(d, at, why);
+    if (!k) {
+      if (why == cut_short) return refuse(errc::malformed, "a connection info cut short");
+      return refuse(errc::malformed, "candidate " + std::to_string(i + 1) + " " + std::string(why));
+    }
+    if (std::find(c.candidates.begin(), c.candidates.end(), *k) != c.candidates.end())
       return refuse(errc::malformed, "candidate " + std::to_string(i + 1) + " is a duplicate");
-    c.candidates.push_back(std::move(k));
+    c.candidates.push_back(std::move(*k));
   }
   if (at + signature_size != d.size())
     return refuse(errc::malformed, at + signature_size > d.size()

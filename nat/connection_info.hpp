@@ -69,6 +69,25 @@ struct candidate {
   bool operator==(const candidate&) const = default;
 };
 
+/// The wire form of one candidate, as connection infos and contact records
+/// (bootstrap/contact_record.hpp) carry it: u8 transport | u8 kind | u8
+/// family (4, 6) | address (4 or 16) | u16 port.
+void encode_candidate(bytes& out, const candidate& k);
+inline constexpr std::string_view cut_short = "cut short";
+/// Reads the candidate at `at` and moves `at` past it. nullopt, and `why`
+/// set (cut_short, or "is of an unknown kind", or "is not a unicast
+/// address and port"), for bytes that are not one.
+std::optional<candidate> decode_candidate(byte_span d, std::size_t& at, std::string_view& why);
+
+/// What signed forms (connection infos, contact records) sign: a domain
+/// string, the SHA-256 of the domain and the network name, then the body.
+/// The first 8 bytes of that hash, carried in clear, are the network tag.
+namespace signed_form {
+secure::key32 network_hash(std::string_view domain, std::string_view network);
+byte_array<8> network_tag(std::string_view domain, std::string_view network);
+bytes message(std::string_view domain, std::string_view network, byte_span body);
+}  // namespace signed_form
+
 /// What the owner's NAT does, as far as it knows (a nat_report's summary):
 /// the other side uses it to choose punching strategies (port prediction
 /// needs the step).

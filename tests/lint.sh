@@ -26,7 +26,7 @@ done
 for f in crust/base/*.cpp crust/secure/crypto.cpp crust/secure/noise.cpp crust/secure/frame.cpp \
          crust/secure/message.cpp crust/secure/identity.cpp crust/config.cpp crust/events.cpp \
          nat/stun.cpp nat/stun_server.cpp nat/connection_info.cpp nat/punch.cpp nat/pmp.cpp nat/relay.cpp \
-         transports/rate_limit.cpp; do
+         transports/rate_limit.cpp bootstrap/contact_record.cpp bootstrap/gossip.cpp; do
   # The compile commands are g++'s; clang does not know every GCC warning flag.
   if ! out=$("$tidy" -p "$build" --quiet --extra-arg=-Wno-unknown-warning-option "$f" 2>&1); then
     echo "$out" | grep -v "warnings generated" | head -40
