@@ -491,6 +491,15 @@ void gossip_lookup::failed(const public_id& who) {
     if (c.record.key.id == who) c.st = candidate::state::failed;
 }
 
+std::vector<contact_record> gossip_lookup::nearest(std::size_t count) const {
+  std::vector<contact_record> out;
+  for (const auto& c : known_) {
+    if (out.size() == count) break;
+    if (c.st != candidate::state::failed) out.push_back(c.record);
+  }
+  return out;
+}
+
 bool gossip_lookup::done() const {
   if (result_) return true;
   std::size_t live = 0;

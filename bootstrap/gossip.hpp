@@ -217,6 +217,8 @@ class gossip_lookup {
   const std::optional<contact_record>& result() const noexcept { return result_; }
   /// Found, or nothing left to ask and nothing in flight.
   bool done() const;
+  /// Up to `count` records known, nearest first, those that failed left out.
+  std::vector<contact_record> nearest(std::size_t count) const;
   std::size_t asked() const noexcept { return asked_; }
 
  private:

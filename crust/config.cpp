@@ -267,6 +267,20 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.number(v, key, c.relay_circuits_per_peer, 0, 100000);
     } else if (key == "relay_circuit_bytes") {
       r.number(v, key, c.relay_circuit_bytes, 0, 1ull << 50);
+    } else if (key == "enable_gossip") {
+      r.boolean(v, key, c.enable_gossip);
+    } else if (key == "gossip_interval_ms") {
+      r.millis(v, key, c.gossip_interval);
+    } else if (key == "gossip_max_records") {
+      r.number(v, key, c.gossip_max_records, 1, 100000);
+    } else if (key == "gossip_per_source") {
+      r.number(v, key, c.gossip_per_source, 1, 100000);
+    } else if (key == "gossip_messages_per_minute") {
+      r.number(v, key, c.gossip_messages_per_minute, 1, 100000);
+    } else if (key == "gossip_fanout") {
+      r.number(v, key, c.gossip_fanout, 0, 1000);
+    } else if (key == "gossip_dial_backs") {
+      r.number(v, key, c.gossip_dial_backs, 0, 1000);
     } else if (key == "bootstrap_cache_path") {
       r.string(v, key, c.bootstrap_cache_path);
     } else if (key == "bootstrap_cache_size") {
@@ -359,6 +373,13 @@ std::string config::to_json() const {
   o["relay_max_circuits"] = relay_max_circuits;
   o["relay_circuits_per_peer"] = relay_circuits_per_peer;
   o["relay_circuit_bytes"] = relay_circuit_bytes;
+  o["enable_gossip"] = enable_gossip;
+  o["gossip_interval_ms"] = ms(gossip_interval);
+  o["gossip_max_records"] = gossip_max_records;
+  o["gossip_per_source"] = gossip_per_source;
+  o["gossip_messages_per_minute"] = gossip_messages_per_minute;
+  o["gossip_fanout"] = gossip_fanout;
+  o["gossip_dial_backs"] = gossip_dial_backs;
   o["bootstrap_cache_path"] = bootstrap_cache_path;
   o["bootstrap_cache_size"] = bootstrap_cache_size;
   o["bootstrap_cache_per_group"] = bootstrap_cache_per_group;

@@ -96,7 +96,20 @@ struct config {
   std::size_t relay_max_circuits = 64;               ///< open at once
   std::size_t relay_circuits_per_peer = 8;           ///< opened by, or to, one peer
   std::uint64_t relay_circuit_bytes = 256ull << 20;  ///< both ways, over a circuit's life
-  std::string bootstrap_cache_path;                  ///< "": the cache lives in memory only
+  /// Contact gossip (bootstrap/gossip.hpp): connected nodes exchange signed
+  /// records of where they listen, every gossip_interval, so a node learns
+  /// of peers several hops away; what they teach is dialled back (a TCP
+  /// connect and a Noise handshake, then closed) before it is passed on or
+  /// put in the bootstrap cache. find_peer() and connect(id) look peers up
+  /// through it.
+  bool enable_gossip = true;
+  duration gossip_interval = seconds(30);
+  std::size_t gossip_max_records = 512;      ///< records kept
+  std::size_t gossip_per_source = 32;        ///< records kept that one peer taught
+  unsigned gossip_messages_per_minute = 30;  ///< from one peer; more are dropped
+  std::size_t gossip_fanout = 3;             ///< peers pushed to per round
+  std::size_t gossip_dial_backs = 8;         ///< records dialled back per round
+  std::string bootstrap_cache_path;          ///< "": the cache lives in memory only
   std::size_t bootstrap_cache_size = 200;
   std::size_t bootstrap_cache_per_group = 8;       ///< entries per IPv4 /16 or IPv6 /32
   std::size_t bootstrap_cache_per_source = 16;     ///< entries one informant may add

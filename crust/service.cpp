@@ -164,6 +164,7 @@ asio::awaitable<result<service::endpoint>> service::impl::start() {
   if (cfg_.enable_utp) start_utp(addr);
   if (cfg_.enable_lan_discovery) start_beacon();
   if (cfg_.enable_port_mapping) start_port_mapping(addr);
+  start_gossip();
   co_return bound;
 }
 
@@ -704,6 +705,7 @@ std::shared_ptr<connection> service::impl::adopt(const std::shared_ptr<connectio
     peers_.emplace(id, conn);
     unpark(id, *conn);
     registered_.notify();
+    gossip_greet(conn);
     return conn;
   }
   auto initiator = [this](const connection& c) {
@@ -1120,6 +1122,7 @@ void service::impl::begin_stop() {
   // Renewals stop; stop() then deletes the mappings on the gateway (a
   // service destroyed without stop() leaves them to expire).
   mapping_tasks_.cancel_all();
+  for (auto& [query, f] : finds_) f->done.notify();
   event_ready_.notify();
   event_space_.notify();
   hello_done_.notify();
@@ -1191,6 +1194,19 @@ void service::watch_config_file(std::filesystem::path path, duration interval) {
 }
 std::vector<bootstrap::cache_entry> service::cached_peers() const {
   return impl_->cached_peers();
+}
+std::vector<bootstrap::gossip_entry> service::known_peers() const {
+  return impl_->known_peers();
+}
+std::vector<bootstrap::contact_record> service::sample_peers(std::size_t count) {
+  return impl_->sample_peers(count);
+}
+asio::awaitable<result<std::vector<bootstrap::contact_record>>> service::find_peers_near(
+    public_id target, std::size_t count) {
+  return impl_->find_peers_near(target, count);
+}
+asio::awaitable<result<peer_info>> service::connect(public_id target) {
+  return impl_->connect_to(target);
 }
 result<void> service::send(const public_id& peer, bytes payload, send_options opts) {
   return impl_->send(peer, std::move(payload), opts);

@@ -7,6 +7,7 @@
 
 #include "bootstrap/beacon.hpp"
 #include "bootstrap/cache.hpp"
+#include "bootstrap/gossip.hpp"
 #include "crust/base/error.hpp"
 #include "crust/config.hpp"
 #include "crust/events.hpp"
@@ -233,6 +234,31 @@ class service {
 
   /// What the bootstrap cache holds, most recent first.
   std::vector<bootstrap::cache_entry> cached_peers() const;
+
+  /// What contact gossip (cfg.enable_gossip, bootstrap/gossip.hpp) has
+  /// taught this node: each record with the peer that taught it and
+  /// whether it was dialled back (only those are passed on). Empty when
+  /// gossip is off, before start() and after stop().
+  std::vector<bootstrap::gossip_entry> known_peers() const;
+  /// Up to `count` dialled-back records, chosen at random: a sample of the
+  /// network as this node knows it.
+  std::vector<bootstrap::contact_record> sample_peers(std::size_t count);
+  /// Looks up the records nearest `target` by XOR distance (Kademlia's
+  /// iterative lookup over gossip): what this node knows, then what the
+  /// nearest connected or known nodes answer, three at a time, dialling
+  /// (connect(endpoint, key)) at most 8 nodes it is not connected to, until
+  /// `target`'s own record is found or no one nearer is left. Each answer's
+  /// records are checked (signature, network, age) before use. Returns up
+  /// to `count` records, nearest first (the target's own first when
+  /// found). Errors: operation_not_supported (gossip is off), not_connected
+  /// (not started), shutting_down, cancelled.
+  boost::asio::awaitable<result<std::vector<bootstrap::contact_record>>> find_peers_near(
+      public_id target, std::size_t count = 8);
+  /// Connects to the peer named `target`: the existing connection if there
+  /// is one, else its record from find_peers_near, dialled at its TCP
+  /// endpoint with its key. Errors: not_found (no one asked knows it),
+  /// those of find_peers_near and of connect(endpoint, key).
+  boost::asio::awaitable<result<peer_info>> connect(public_id target);
 
   /// Queues a message for `peer`; returns at once. Errors: not_connected,
   /// message_too_large (over cfg.max_message_size; the connection is

@@ -67,6 +67,8 @@ class category final : public boost::system::error_category {
         return "expired";
       case errc::quota_exceeded:
         return "quota exceeded";
+      case errc::not_found:
+        return "no one we asked knows that peer";
     }
     return "unknown crust error " + std::to_string(ev);
   }

@@ -42,6 +42,7 @@ enum class errc {
   wrong_network,         ///< made for another network name
   expired,               ///< past its lifetime (or made too far in the future)
   quota_exceeded,        ///< a limit a peer sets was reached (a relay's circuits or bytes)
+  not_found,             ///< no one we asked knows that peer (a gossip lookup)
 };
 
 const boost::system::error_category& crust_category() noexcept;

@@ -95,6 +95,12 @@ bool connection::send_control(bytes record) {
     return false;
   }
   control_bytes_ += record.size();
+  if (info_.inbound && !admitted_) {
+    // Registered while our admit is yet to go (the owner greets a peer as
+    // it registers it): the peer reads nothing but admit before admission.
+    held_control_.push_back(std::move(record));
+    return true;
+  }
   control_.push_back(std::move(record));
   writer_wake_.notify();
   return true;
@@ -144,6 +150,8 @@ asio::awaitable<void> connection::on_hello(secure::incoming_hello h) {
   }
   admitted_ = true;
   control_.push_back(secure::encode_admit(owner_.udp_port()));
+  for (auto& r : held_control_) control_.push_back(std::move(r));
+  held_control_.clear();
   writer_wake_.notify();
 }
 
@@ -317,7 +325,9 @@ result<void> connection::handle(const secure::incoming& in, bool& ended, error_c
   if (auto* o = std::get_if<secure::incoming_oversize>(&in)) {
     owner_.post_event(events::message_too_large{info_.id, o->declared_size});
   }
-  if (std::holds_alternative<secure::incoming_relay>(in) && !admitted_)
+  if ((std::holds_alternative<secure::incoming_relay>(in) ||
+       std::holds_alternative<secure::incoming_gossip>(in)) &&
+      !admitted_)
     return make_error_code(errc::protocol_violation);
   return {};
 }
@@ -380,6 +390,10 @@ asio::awaitable<error_code> connection::reader() {
         if (refused_) continue;  // refused: the rest is read only to see the close
         if (auto* r = std::get_if<secure::incoming_relay>(&*rec)) {
           owner_.on_relay(shared_from_this(), std::move(r->body));
+          continue;
+        }
+        if (auto* g = std::get_if<secure::incoming_gossip>(&*rec)) {
+          owner_.on_gossip(shared_from_this(), std::move(g->body));
           continue;
         }
         if (auto* m = std::get_if<secure::incoming_message>(&*rec)) {

@@ -39,6 +39,8 @@ class connection_owner {
       const std::shared_ptr<class connection>& conn, const secure::incoming_hello& hello) = 0;
   // A relay record (its body) arrived on an admitted connection.
   virtual void on_relay(const std::shared_ptr<class connection>& conn, bytes body) = 0;
+  // A gossip record (its body) arrived on an admitted connection.
+  virtual void on_gossip(const std::shared_ptr<class connection>& conn, bytes body) = 0;
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -137,9 +139,10 @@ class connection : public std::enable_shared_from_this<connection> {
   notifier finished_;                    // run() has ended
   std::shared_ptr<connection> earlier_;  // see deliver_after()
   bool run_over_ = false;
-  std::vector<bytes> control_;     // hello/admit and relay records, written before messages
-  std::size_t control_bytes_ = 0;  // relay records in control_ (send_control)
-  bool overloaded_ = false;        // they passed control_queue_limit: aborted
+  std::vector<bytes> control_;       // hello/admit and relay records, written before messages
+  std::size_t control_bytes_ = 0;    // relay records in control_ (send_control)
+  std::vector<bytes> held_control_;  // inbound: send_control()'s records until our admit is queued
+  bool overloaded_ = false;          // they passed control_queue_limit: aborted
   std::optional<boost::asio::ip::address> remote_ip_;
   time_point hello_deadline_;
   bool awaiting_hello_ = false;  // inbound, until the dialler's hello

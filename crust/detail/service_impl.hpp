@@ -99,6 +99,32 @@ class service::impl final : public detail::connection_owner,
                                                const secure::incoming_hello& hello) const;
 
   void on_relay(const std::shared_ptr<connection>& conn, bytes body) override;
+  void on_gossip(const std::shared_ptr<connection>& conn, bytes body) override;
+
+  // --- contact gossip (crust/service_gossip.cpp; bootstrap/gossip.hpp decides) ---
+  void start_gossip();
+  // Our record's candidates: the TCP listener's host addresses, then its
+  // port mappings, then the UDP socket's (at most max_record_candidates).
+  std::vector<nat::candidate> own_candidates() const;
+  // Signs a new record of ours when the candidates changed, or the last
+  // is half way to its max age (or always, with `force`).
+  void refresh_own_record(bool force);
+  bool gossip_partner(const connection& c) const;
+  // A newly registered peer gets our push at once (the dialler asks for one back).
+  void gossip_greet(const std::shared_ptr<connection>& conn);
+  asio::awaitable<void> gossip_loop();
+  void gossip_round();
+  asio::awaitable<void> gossip_dial_back(bootstrap::contact_record r);
+  bool send_gossip(connection& c, const bytes& body);
+  std::vector<bootstrap::gossip_entry> known_peers() const;
+  std::vector<bootstrap::contact_record> sample_peers(std::size_t count);
+  asio::awaitable<result<std::vector<bootstrap::contact_record>>> find_peers_near(
+      public_id target, std::size_t count);
+  asio::awaitable<result<peer_info>> connect_to(public_id target);
+  // One find of a lookup: asks `r`'s node (dialling it if we are not
+  // connected and `dials` allows) for the records nearest `target`.
+  asio::awaitable<std::optional<std::vector<bootstrap::contact_record>>> ask_near(
+      const bootstrap::contact_record& r, const public_id& target, std::size_t& dials);
 
   // --- relay_host (crust/detail/relay_agent.hpp) ---
   bool send_relay(const public_id& to, bytes record) override;
@@ -522,6 +548,15 @@ class service::impl final : public detail::connection_owner,
   node_metrics metrics_;
   time_point created_ = clock::now();
   std::optional<nat::nat_report> last_nat_;
+  std::unique_ptr<bootstrap::gossip> gossip_;  // when cfg.enable_gossip, from start()
+  struct pending_find {
+    pending_find(const asio::any_io_executor& ex, public_id who) : asked(who), done(ex) {}
+    public_id asked;
+    notifier done;
+    std::optional<std::vector<bootstrap::contact_record>> found;
+  };
+  std::map<std::uint32_t, std::shared_ptr<pending_find>> finds_;  // lookups' finds in flight
+  std::uint32_t next_query_ = 1;
   std::unique_ptr<detail::relay_agent> relay_;  // last: its coroutines use the rest
 };
 

@@ -135,6 +135,9 @@ result<incoming> reassembler::feed(byte_span body) {
     case record_type::relay:
       if (body.size() < 2 || body.size() > max_relay_record) return violation;
       return incoming{incoming_relay{bytes(body.begin() + 1, body.end())}};
+    case record_type::gossip:
+      if (body.size() < 2 || body.size() > max_gossip_record) return violation;
+      return incoming{incoming_gossip{bytes(body.begin() + 1, body.end())}};
     case record_type::data:
       break;
     default:

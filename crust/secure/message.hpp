@@ -83,11 +83,15 @@ enum class record_type : byte {
   close = 3,
   hello = 4,
   admit = 5,
-  relay = 6
+  relay = 6,
+  gossip = 7
 };
 // A relay record whole (type byte included); it fits a frame with room for
 // other records.
 inline constexpr std::size_t max_relay_record = std::size_t{32} * 1024;
+// A gossip record whole (bootstrap/gossip.hpp: at most 255 contact records
+// of at most 237 bytes each, and a few bytes of header).
+inline constexpr std::size_t max_gossip_record = std::size_t{64} * 1024;
 
 struct outgoing_message {
   bytes payload;
@@ -132,12 +136,17 @@ struct incoming_admit {
 struct incoming_relay {
   bytes body;
 };
+// A gossip record: its body (after the type byte), read by bootstrap/gossip.hpp.
+struct incoming_gossip {
+  bytes body;
+};
 // A message over the limit: its fragments are skipped, the connection lives.
 struct incoming_oversize {
   std::uint64_t declared_size = 0;
 };
 using incoming = std::variant<std::monostate, incoming_message, incoming_heartbeat, incoming_close,
-                              incoming_oversize, incoming_hello, incoming_admit, incoming_relay>;
+                              incoming_oversize, incoming_hello, incoming_admit, incoming_relay,
+                              incoming_gossip>;
 
 class reassembler {
  public:

@@ -389,6 +389,83 @@ int cmd_lan(const options& opt, int window_ms) {
   });
 }
 
+int cmd_peers(const options& opt, double seconds, const std::string& find) {
+  config cfg;
+  std::optional<identity> id;
+  if (!load(opt, cfg, id)) return 1;
+  default_cache_path(opt, cfg);
+  std::optional<public_id> wanted;
+  if (!find.empty()) {
+    auto p = public_id::parse(find);
+    if (!p) {
+      std::cerr << "crust-node: --find wants a 64-hex-digit peer id, not \"" << find << "\"\n";
+      return 2;
+    }
+    wanted = *p;
+  }
+  if (!cfg.enable_gossip) {
+    std::cerr << "crust-node: gossip is off in this config (\"enable_gossip\": false)\n";
+    return 1;
+  }
+  return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
+    service svc(io.get_executor(), cfg, *id);
+    auto ep = co_await start_or_say(svc);
+    if (!ep) co_return 1;
+    auto boot = co_await svc.bootstrap();
+    if (!boot) std::cerr << "bootstrap failed: " << boot.error().message() << "\n";
+    timer t(io);
+    t.expires_after(std::chrono::duration_cast<duration>(std::chrono::duration<double>(seconds)));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    std::optional<result<peer_info>> found;
+    if (wanted) found = co_await svc.connect(*wanted);
+    const auto known = svc.known_peers();
+    auto endpoints = [](const bootstrap::contact_record& r) {
+      json::array eps;
+      for (const auto& c : r.candidates)
+        eps.push_back(json::string(std::string(nat::to_string(c.transport)) + " " +
+                                   c.endpoint_string() + " (" +
+                                   std::string(nat::to_string(c.kind)) + ")"));
+      return eps;
+    };
+    if (opt.json) {
+      for (const auto& e : known)
+        std::cout << json::serialize(json::object{{"event", "known_peer"},
+                                                  {"id", e.record.key.id.to_string()},
+                                                  {"key", e.record.key.to_string()},
+                                                  {"endpoints", endpoints(e.record)},
+                                                  {"issued", e.record.issued},
+                                                  {"taught_by", e.source.to_string()},
+                                                  {"proven", e.proven}})
+                  << std::endl;
+      json::object done{{"event", "peers_done"}, {"known", known.size()}};
+      if (found) {
+        done["find"] = wanted->to_string();
+        if (*found)
+          done["connected"] = peer_json(**found);
+        else
+          done["error"] = found->error().message();
+      }
+      std::cout << json::serialize(done) << std::endl;
+    } else {
+      for (const auto& e : known)
+        std::cout << e.record.key.id.short_string() << "  " << json::serialize(endpoints(e.record))
+                  << "  taught by "
+                  << (e.source == e.record.key.id ? std::string("itself") : e.source.short_string())
+                  << (e.proven ? ", dialled back" : ", not yet dialled back") << "\n";
+      std::cout << known.size() << " peers known through gossip" << std::endl;
+      if (found) {
+        if (*found)
+          print_peer(opt, "found and connected to", **found);
+        else
+          std::cout << "could not reach " << wanted->short_string() << ": "
+                    << found->error().message() << std::endl;
+      }
+    }
+    co_await svc.stop();
+    co_return found && !*found ? 1 : 0;
+  });
+}
+
 int cmd_bootstrap(const options& opt) {
   config cfg;
   std::optional<identity> id;

@@ -46,6 +46,7 @@ int cmd_run(const options& opt, bool echo, double seconds, bool do_bootstrap,
             const status_args& status);
 int cmd_bootstrap(const options& opt);
 int cmd_lan(const options& opt, int window_ms);
+int cmd_peers(const options& opt, double seconds, const std::string& find);
 // info: start, optionally bootstrap, prepare a connection info and print it.
 int cmd_info(const options& opt, const std::vector<std::string>& stun_servers, bool do_bootstrap,
              bool wire, double hold);

@@ -71,6 +71,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(10, 60000))
       ->capture_default_str();
 
+  double peers_for = 5;
+  std::string find_id;
+  auto* peers_cmd = app.add_subcommand(
+      "peers",
+      "bootstrap, gossip for a while, and list the peers this node learnt of and from whom");
+  node_options(peers_cmd);
+  peers_cmd->add_option("--for", peers_for, "how long to gossip, in seconds")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  peers_cmd->add_option("--find", find_id,
+                        "then look this peer id up through the network and connect to it");
+
   std::string endpoint, peer;
   auto* connect =
       app.add_subcommand("connect", "connect to a peer, print what it proved, disconnect");
@@ -232,6 +244,7 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(opt, echo, seconds, !no_bootstrap, status);
     if (*boot) return cmd_bootstrap(opt);
     if (*lan) return cmd_lan(opt, window_ms);
+    if (*peers_cmd) return cmd_peers(opt, peers_for, find_id);
     if (*rendezvous) return cmd_rendezvous(opt, rv);
     if (*info) return cmd_info(opt, info_stun, info_bootstrap, info_wire, info_hold);
     if (*connect) return cmd_connect(opt, endpoint, peer);
