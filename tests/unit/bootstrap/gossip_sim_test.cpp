@@ -212,20 +212,25 @@ transport::tcp_endpoint public_ep(std::size_t i) {
           static_cast<std::uint16_t>(20000 + i % 30000)};
 }
 
+// How many of the first `honest` nodes can look up a random other.
+std::size_t lookups_found(world& w, std::size_t honest) {
+  std::size_t found = 0;
+  std::uniform_int_distribution<std::size_t> pick(0, honest - 1);
+  for (std::size_t a = 0; a < honest; ++a) {
+    std::size_t t = pick(w.rng);
+    while (t == a) t = pick(w.rng);
+    found += w.can_find(a, t) ? 1 : 0;
+  }
+  return found;
+}
+
 // Rounds until every honest node can look up a random other, three rounds
 // running (3 x `honest` lookups); returns the first of those rounds.
 std::optional<std::size_t> converge(world& w, std::size_t honest, std::size_t max_rounds) {
   std::size_t streak = 0;
   for (std::size_t r = 1; r <= max_rounds; ++r) {
     w.round();
-    std::size_t found = 0;
-    std::uniform_int_distribution<std::size_t> pick(0, honest - 1);
-    for (std::size_t a = 0; a < honest; ++a) {
-      std::size_t t = pick(w.rng);
-      while (t == a) t = pick(w.rng);
-      found += w.can_find(a, t) ? 1 : 0;
-    }
-    streak = found == honest ? streak + 1 : 0;
+    streak = lookups_found(w, honest) == honest ? streak + 1 : 0;
     if (streak == 3) return r - 2;
   }
   return std::nullopt;
@@ -367,13 +372,7 @@ TEST_CASE("gossip simulation: a Sybil flooding records stays within its bounds i
   CHECK(with_fakes > 0);  // the flood did arrive: the bounds, not luck, held it
 
   // And the honest network still works: lookups around the Sybil succeed.
-  std::size_t found = 0;
-  std::uniform_int_distribution<std::size_t> pick(0, honest - 1);
-  for (std::size_t a = 0; a < honest; ++a) {
-    std::size_t t = pick(w.rng);
-    while (t == a) t = pick(w.rng);
-    found += w.can_find(a, t) ? 1 : 0;
-  }
+  const std::size_t found = lookups_found(w, honest);
   std::printf("gossip simulation, Sybil: %zu of %zu honest lookups succeed\n", found, honest);
   CHECK(found == honest);
 }
