@@ -103,6 +103,7 @@ REKEY_INTERVAL = 1 << 16
 MAX_NONCE = 2 ** 64 - 1
 
 REC_DATA, REC_HEARTBEAT, REC_CLOSE, REC_HELLO, REC_ADMIT = 1, 2, 3, 4, 5
+REC_GOSSIP = 7  # contact gossip (PROTOCOL.md section 13): read and ignored here
 ROLE_NODE, ROLE_CLIENT = 0, 1
 FLAG_BOOTSTRAP = 1
 FLAG_FIRST, FLAG_LAST, FLAG_SIGNED = 1, 2, 4
@@ -393,6 +394,12 @@ class Reassembler:
             if len(body) not in (1, 3):
                 raise PeerError("protocol violation: admit record of %d bytes" % len(body))
             return ("admit",)
+        if kind == REC_GOSSIP:
+            # A Crust node pushes its contact record to every node peer;
+            # this peer takes no part in gossip (answering is not required).
+            if len(body) < 2:
+                raise PeerError("protocol violation: empty gossip record")
+            return None
         if kind != REC_DATA:
             raise PeerError("protocol violation: unknown record type %d" % kind)
         if len(body) < FRAGMENT_HEADER:
