@@ -78,17 +78,8 @@ boost::system::result<contact_record, nat::info_error> contact_record::parse(
     return refuse(errc::malformed, "a contact record with " + std::to_string(n) +
                                        " candidates (1 to " +
                                        std::to_string(max_record_candidates) + " allowed)");
-  for (std::size_t i = 0; i < n; ++i) {
-    std::string_view why;
-    auto k = nat::decode_candidate(d, at, why);
-    if (!k) {
-      if (why == nat::cut_short) return refuse(errc::malformed, "a contact record cut short");
-      return refuse(errc::malformed, "candidate " + std::to_string(i + 1) + " " + std::string(why));
-    }
-    if (std::find(r.candidates.begin(), r.candidates.end(), *k) != r.candidates.end())
-      return refuse(errc::malformed, "candidate " + std::to_string(i + 1) + " is a duplicate");
-    r.candidates.push_back(std::move(*k));
-  }
+  if (auto why = nat::decode_candidates(d, at, n, "a contact record", r.candidates))
+    return refuse(errc::malformed, std::move(*why));
   if (at + signature_size != d.size())
     return refuse(errc::malformed, at + signature_size > d.size()
                                        ? "a contact record cut short"
@@ -109,6 +100,13 @@ boost::system::result<contact_record, nat::info_error> contact_record::parse(
 bool contact_record::verify(std::string_view network_name) const {
   return secure::ed25519_verify(
       key.id.key, nat::signed_form::message(domain, network_name, encode_body(*this)), signature);
+}
+
+std::vector<transport::tcp_endpoint> contact_record::tcp_endpoints() const {
+  std::vector<transport::tcp_endpoint> out;
+  for (const auto& k : candidates)
+    if (k.transport == nat::candidate_transport::tcp) out.emplace_back(k.address, k.port);
+  return out;
 }
 
 std::optional<transport::tcp_endpoint> contact_record::tcp_endpoint() const {

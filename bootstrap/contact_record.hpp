@@ -61,6 +61,8 @@ struct contact_record {
   /// Whether the signature is the id's over this record in `network_name`.
   bool verify(std::string_view network_name) const;
 
+  /// The TCP candidates, in the record's order.
+  std::vector<transport::tcp_endpoint> tcp_endpoints() const;
   /// The first TCP candidate (where a dial-back goes), if any.
   std::optional<transport::tcp_endpoint> tcp_endpoint() const;
   bool operator==(const contact_record&) const = default;

@@ -44,6 +44,18 @@ std::optional<std::vector<byte_span>> read_records(byte_span d, std::size_t at) 
   return out;
 }
 
+// Moves `n` elements of `v` chosen at random to its front (a partial
+// Fisher-Yates shuffle) and drops the rest.
+template <class T>
+void keep_random(std::vector<T>& v, std::size_t n, std::mt19937_64& rng) {
+  n = std::min(n, v.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uniform_int_distribution<std::size_t> pick(i, v.size() - 1);
+    std::swap(v[i], v[pick(rng)]);
+  }
+  v.resize(n);
+}
+
 void write_records(bytes& out, const std::vector<const bytes*>& records) {
   out.push_back(static_cast<byte>(records.size()));
   for (const bytes* r : records) {
@@ -265,7 +277,6 @@ gossip::reaction gossip::on_message(const public_id& from, byte_span body, std::
   const std::uint32_t query = get_u32(body.data() + 1);
   const byte mode = body[5];
   std::size_t count = 0;
-  std::vector<contact_record> answer;
   if (mode == mode_sample && body.size() == 7) {
     count = body[6];
   } else if (mode == mode_near && body.size() == 6 + 32 + 1) {
@@ -300,12 +311,7 @@ std::vector<const gossip_entry*> gossip::proven_sample(std::size_t count) {
   std::vector<const gossip_entry*> pool;
   for (const auto& [id, e] : entries_)
     if (e.proven) pool.push_back(&e);
-  count = std::min(count, pool.size());
-  for (std::size_t i = 0; i < count; ++i) {
-    std::uniform_int_distribution<std::size_t> pick(i, pool.size() - 1);
-    std::swap(pool[i], pool[pick(rng_)]);
-  }
-  pool.resize(count);
+  keep_random(pool, count, rng_);
   return pool;
 }
 
@@ -357,12 +363,7 @@ std::vector<std::pair<public_id, bytes>> gossip::round(std::span<const public_id
                                                        std::int64_t now) {
   expire(now);
   std::vector<public_id> chosen(partners.begin(), partners.end());
-  const std::size_t n = std::min(limits_.fanout, chosen.size());
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uniform_int_distribution<std::size_t> pick(i, chosen.size() - 1);
-    std::swap(chosen[i], chosen[pick(rng_)]);
-  }
-  chosen.resize(n);
+  keep_random(chosen, limits_.fanout, rng_);
   std::vector<std::pair<public_id, bytes>> out;
   out.reserve(chosen.size());
   for (const auto& p : chosen) out.emplace_back(p, make_push(true));
@@ -444,13 +445,12 @@ void gossip::forget(const public_id& id) {
 
 // --- lookup -----------------------------------------------------------------
 
-std::vector<gossip_lookup::candidate>::iterator gossip_lookup::nearest_end() {
+std::size_t gossip_lookup::window() const {
   // The k nearest that have not failed, and the failed ones among them.
-  std::size_t live = 0;
-  auto it = known_.begin();
-  for (; it != known_.end() && live < k_; ++it)
-    if (it->st != candidate::state::failed) ++live;
-  return it;
+  std::size_t live = 0, i = 0;
+  for (; i < known_.size() && live < k_; ++i)
+    if (known_[i].st != candidate::state::failed) ++live;
+  return i;
 }
 
 void gossip_lookup::add(const contact_record& r) {
@@ -458,10 +458,9 @@ void gossip_lookup::add(const contact_record& r) {
   auto same = [&](const candidate& c) { return c.record.key.id == r.key.id; };
   if (std::find_if(known_.begin(), known_.end(), same) != known_.end()) return;
   const auto d = distance(r.key.id.key, target_.key);
-  auto pos = std::find_if(known_.begin(), known_.end(), [&](const candidate& c) {
-    return d < distance(c.record.key.id.key, target_.key);
-  });
-  known_.insert(pos, candidate{r});
+  auto pos = std::find_if(known_.begin(), known_.end(),
+                          [&](const candidate& c) { return d < c.distance; });
+  known_.insert(pos, candidate{r, d});
 }
 
 std::vector<contact_record> gossip_lookup::next() {
@@ -469,7 +468,7 @@ std::vector<contact_record> gossip_lookup::next() {
   if (result_) return out;
   std::size_t in_flight = 0;
   for (const auto& c : known_) in_flight += c.st == candidate::state::in_flight ? 1 : 0;
-  const auto end = nearest_end();
+  const auto end = known_.begin() + static_cast<std::ptrdiff_t>(window());
   for (auto it = known_.begin(); it != end && in_flight < alpha_; ++it) {
     if (it->st != candidate::state::fresh) continue;
     it->st = candidate::state::in_flight;
@@ -502,14 +501,10 @@ std::vector<contact_record> gossip_lookup::nearest(std::size_t count) const {
 
 bool gossip_lookup::done() const {
   if (result_) return true;
-  std::size_t live = 0;
-  for (const auto& c : known_) {
-    if (live >= k_) break;
-    if (c.st == candidate::state::failed) continue;
-    ++live;
-    if (c.st == candidate::state::fresh || c.st == candidate::state::in_flight) return false;
-  }
-  return true;
+  const auto end = known_.begin() + static_cast<std::ptrdiff_t>(window());
+  return std::none_of(known_.begin(), end, [](const candidate& c) {
+    return c.st == candidate::state::fresh || c.st == candidate::state::in_flight;
+  });
 }
 
 }  // namespace crust::bootstrap

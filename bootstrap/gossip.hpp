@@ -224,9 +224,11 @@ class gossip_lookup {
  private:
   struct candidate {
     contact_record record;
+    secure::key32 distance{};  // from the target
     enum class state { fresh, in_flight, answered, failed } st = state::fresh;
   };
-  std::vector<candidate>::iterator nearest_end();
+  // How many of known_, from the front, hold the k nearest not failed.
+  std::size_t window() const;
   public_id target_;
   std::size_t alpha_, k_;
   std::vector<candidate> known_;  // nearest first

@@ -138,12 +138,12 @@ void service::impl::gossip_round() {
 asio::awaitable<void> service::impl::gossip_dial_back(bootstrap::contact_record r) {
   std::optional<endpoint> reached;
   if (!banned_ids_.contains(r.key.id))
-    for (const auto& k : r.candidates) {
-      if (k.transport != nat::candidate_transport::tcp || banned(k.address)) continue;
-      auto failed = co_await dial_back(k.address, k.port, r.key);
+    for (const auto& ep : r.tcp_endpoints()) {
+      if (banned(ep.address())) continue;
+      auto failed = co_await dial_back(ep.address(), ep.port(), r.key);
       if (stopping_ || !gossip_) co_return;
       if (!failed) {
-        reached = endpoint(k.address, k.port);
+        reached = ep;
         break;
       }
     }
@@ -187,9 +187,8 @@ asio::awaitable<std::optional<std::vector<bootstrap::contact_record>>> service::
   send_gossip(*it->second, bootstrap::gossip::make_find_near(query, target.key, lookup_k));
   timer t(ex_);
   t.expires_after(find_timeout);
-  const auto deadline = clock::now() + find_timeout;
   using namespace asio::experimental::awaitable_operators;
-  while (!pending->found && !stopping_ && clock::now() < deadline) {
+  while (!pending->found && !stopping_ && clock::now() < t.expiry()) {
     auto cancelled = co_await cancel_requested();
     if (cancelled) break;
     co_await (pending->done.wait() || t.async_wait(asio::as_tuple(asio::use_awaitable)));
@@ -246,9 +245,8 @@ asio::awaitable<result<peer_info>> service::impl::connect_to(public_id target) {
     co_return make_error_code(errc::not_found);
   }
   error_code last = make_error_code(errc::not_found);
-  for (const auto& k : record->candidates) {
-    if (k.transport != nat::candidate_transport::tcp) continue;
-    auto r = co_await connect(endpoint(k.address, k.port), record->key);
+  for (const auto& ep : record->tcp_endpoints()) {
+    auto r = co_await connect(ep, record->key);
     if (r || stopping_) co_return r;
     last = r.error();
     auto cancelled = co_await cancel_requested();

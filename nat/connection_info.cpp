@@ -34,10 +34,6 @@ constexpr std::array<std::string_view, 4> allocation_names = {"unknown", "preser
 constexpr std::array<std::string_view, 4> filtering_names = {
     "unknown", "endpoint-independent", "address-dependent", "address-and-port-dependent"};
 
-key32 network_hash(std::string_view network) {
-  return signed_form::network_hash(domain, network);
-}
-
 bytes signed_message(std::string_view network, byte_span body) {
   return signed_form::message(domain, network, body);
 }
@@ -67,12 +63,6 @@ bytes encode_body(const connection_info& c) {
   out.push_back(static_cast<byte>(c.candidates.size()));
   for (const auto& k : c.candidates) encode_candidate(out, k);
   return out;
-}
-
-byte_array<8> tag_of(const key32& hash) {
-  byte_array<8> t{};
-  std::copy_n(hash.begin(), t.size(), t.begin());
-  return t;
 }
 
 boost::system::result<connection_info, info_error> refuse(errc code, std::string message) {
@@ -136,35 +126,32 @@ void encode_candidate(bytes& out, const candidate& k) {
   put_u16(out, k.port);
 }
 
-std::optional<candidate> decode_candidate(byte_span d, std::size_t& at, std::string_view& why) {
-  if (at + 3 > d.size()) {
-    why = cut_short;
-    return std::nullopt;
+std::optional<std::string> decode_candidates(byte_span d, std::size_t& at, std::size_t n,
+                                             std::string_view what, std::vector<candidate>& out) {
+  const std::string cut_short = std::string(what) + " cut short";
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string which = "candidate " + std::to_string(i + 1);
+    if (at + 3 > d.size()) return cut_short;
+    candidate k;
+    const byte t = d[at], kind = d[at + 1], family = d[at + 2];
+    if (t < 1 || t > 2 || kind < 1 || kind > 3 || (family != 4 && family != 6))
+      return which + " is of an unknown kind";
+    const std::size_t alen = family == 4 ? 4 : 16;
+    if (at + 3 + alen + 2 > d.size()) return cut_short;
+    k.transport = static_cast<candidate_transport>(t);
+    k.kind = static_cast<candidate_kind>(kind);
+    if (family == 4)
+      k.address = ip::address_v4(take<4>(d, at + 3));
+    else
+      k.address = ip::address_v6(take<16>(d, at + 3));
+    k.port = get_u16(d.data() + at + 3 + alen);
+    if (k.port == 0 || k.address.is_unspecified() || k.address.is_multicast())
+      return which + " is not a unicast address and port";
+    if (std::find(out.begin(), out.end(), k) != out.end()) return which + " is a duplicate";
+    at += 3 + alen + 2;
+    out.push_back(std::move(k));
   }
-  candidate k;
-  const byte t = d[at], kind = d[at + 1], family = d[at + 2];
-  if (t < 1 || t > 2 || kind < 1 || kind > 3 || (family != 4 && family != 6)) {
-    why = "is of an unknown kind";
-    return std::nullopt;
-  }
-  const std::size_t alen = family == 4 ? 4 : 16;
-  if (at + 3 + alen + 2 > d.size()) {
-    why = cut_short;
-    return std::nullopt;
-  }
-  k.transport = static_cast<candidate_transport>(t);
-  k.kind = static_cast<candidate_kind>(kind);
-  if (family == 4)
-    k.address = ip::address_v4(take<4>(d, at + 3));
-  else
-    k.address = ip::address_v6(take<16>(d, at + 3));
-  k.port = get_u16(d.data() + at + 3 + alen);
-  if (k.port == 0 || k.address.is_unspecified() || k.address.is_multicast()) {
-    why = "is not a unicast address and port";
-    return std::nullopt;
-  }
-  at += 3 + alen + 2;
-  return k;
+  return std::nullopt;
 }
 
 namespace signed_form {
@@ -221,8 +208,7 @@ boost::system::result<connection_info, info_error> connection_info::decode(
   std::size_t at = 5;
   c.network_tag = take<8>(d, at);
   at += tag_size;
-  const key32 hash = network_hash(network_name);
-  if (c.network_tag != tag_of(hash))
+  if (c.network_tag != signed_form::network_tag(domain, network_name))
     return refuse(errc::wrong_network, "a connection info of another network (not \"" +
                                            std::string(network_name) + "\")");
   c.key.id.key = take<32>(d, at);
@@ -256,17 +242,8 @@ boost::system::result<connection_info, info_error> connection_info::decode(
     return refuse(errc::malformed, "a connection info with " + std::to_string(n) +
                                        " candidates (1 to " + std::to_string(max_candidates) +
                                        " allowed)");
-  for (std::size_t i = 0; i < n; ++i) {
-    std::string_view why;
-    auto k = decode_candidate(d, at, why);
-    if (!k) {
-      if (why == cut_short) return refuse(errc::malformed, "a connection info cut short");
-      return refuse(errc::malformed, "candidate " + std::to_string(i + 1) + " " + std::string(why));
-    }
-    if (std::find(c.candidates.begin(), c.candidates.end(), *k) != c.candidates.end())
-      return refuse(errc::malformed, "candidate " + std::to_string(i + 1) + " is a duplicate");
-    c.candidates.push_back(std::move(*k));
-  }
+  if (auto why = decode_candidates(d, at, n, "a connection info", c.candidates))
+    return refuse(errc::malformed, std::move(*why));
   if (at + signature_size != d.size())
     return refuse(errc::malformed, at + signature_size > d.size()
                                        ? "a connection info cut short"
@@ -445,7 +422,7 @@ private_connection_info private_connection_info::prepare(
   private_connection_info p;
   p.punch_ = punch;
   auto& c = p.pub_;
-  c.network_tag = tag_of(network_hash(network_name));
+  c.network_tag = signed_form::network_tag(domain, network_name);
   c.key = me.public_key();
   c.punch_key = punch.pub;
   c.nonce = nonce;

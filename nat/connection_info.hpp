@@ -73,11 +73,11 @@ struct candidate {
 /// (bootstrap/contact_record.hpp) carry it: u8 transport | u8 kind | u8
 /// family (4, 6) | address (4 or 16) | u16 port.
 void encode_candidate(bytes& out, const candidate& k);
-inline constexpr std::string_view cut_short = "cut short";
-/// Reads the candidate at `at` and moves `at` past it. nullopt, and `why`
-/// set (cut_short, or "is of an unknown kind", or "is not a unicast
-/// address and port"), for bytes that are not one.
-std::optional<candidate> decode_candidate(byte_span d, std::size_t& at, std::string_view& why);
+/// Reads `n` candidates at `at` into `out` and moves `at` past them.
+/// Returns why the bytes are not `n` distinct unicast candidates, naming
+/// the form they belong to (`what`: "a connection info"), or nullopt.
+std::optional<std::string> decode_candidates(byte_span d, std::size_t& at, std::size_t n,
+                                             std::string_view what, std::vector<candidate>& out);
 
 /// What signed forms (connection infos, contact records) sign: a domain
 /// string, the SHA-256 of the domain and the network name, then the body.
