@@ -616,10 +616,28 @@ asio::awaitable<void> port_mapper::maintain(mapping_request r,
 }
 
 asio::awaitable<void> port_mapper::release_all(duration bound) {
-  using namespace asio::experimental::awaitable_operators;
-  auto self = shared_from_this();
   std::vector<port_mapping> all(s_->active.begin(), s_->active.end());
   s_->active.clear();
+  co_await release_list(std::move(all), bound);
+}
+
+asio::awaitable<void> port_mapper::release(pmp::protocol protocol, std::uint16_t internal_port,
+                                           duration bound) {
+  std::vector<port_mapping> these;
+  for (auto it = s_->active.begin(); it != s_->active.end();) {
+    if (it->protocol == protocol && it->internal_port == internal_port) {
+      these.push_back(*it);
+      it = s_->active.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  co_await release_list(std::move(these), bound);
+}
+
+asio::awaitable<void> port_mapper::release_list(std::vector<port_mapping> all, duration bound) {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
   if (all.empty()) co_return;
   // One coroutine per mapping, all bounded together.
   auto left = std::make_shared<std::size_t>(all.size());
@@ -632,6 +650,8 @@ asio::awaitable<void> port_mapper::release_all(duration bound) {
           if (!r)
             CRUST_LOG(info, "portmap",
                       "could not remove " << m.describe() << ": " << r.error().message());
+          else
+            CRUST_LOG(info, "portmap", "removed " << m.describe());
           if (--*left == 0) done->notify();
         },
         asio::detached);

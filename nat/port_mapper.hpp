@@ -145,6 +145,10 @@ class port_mapper : public std::enable_shared_from_this<port_mapper> {
   std::vector<port_mapping> active() const;
   // Deletes every active mapping, all at once, waiting at most `bound`.
   boost::asio::awaitable<void> release_all(duration bound = seconds(2));
+  // Deletes and forgets the active mappings of one local port (whose
+  // maintain() has been cancelled: a port the node no longer listens on).
+  boost::asio::awaitable<void> release(pmp::protocol protocol, std::uint16_t internal_port,
+                                       duration bound = seconds(2));
 
   // Where miniupnpc's blocking calls run: the caller's pool, or one of
   // `options().threads` threads made at the first UPnP call (or here).
@@ -154,6 +158,7 @@ class port_mapper : public std::enable_shared_from_this<port_mapper> {
  private:
   struct state;
   explicit port_mapper(std::unique_ptr<state> s);
+  boost::asio::awaitable<void> release_list(std::vector<port_mapping> all, duration bound);
   std::unique_ptr<state> s_;
 };
 
