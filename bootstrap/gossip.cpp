@@ -454,7 +454,10 @@ std::size_t gossip_lookup::window() const {
 }
 
 void gossip_lookup::add(const contact_record& r) {
-  if (r.key.id == target_) result_ = r;
+  if (r.key.id == target_) {
+    if (r.issued <= newer_than_) return;  // stale: neither the answer nor worth asking
+    if (!result_ || r.issued > result_->issued) result_ = r;
+  }
   auto same = [&](const candidate& c) { return c.record.key.id == r.key.id; };
   if (std::find_if(known_.begin(), known_.end(), same) != known_.end()) return;
   const auto d = distance(r.key.id.key, target_.key);

@@ -42,6 +42,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <random>
@@ -205,8 +206,11 @@ class gossip {
 /// is left to ask. No I/O: the caller sends the finds and feeds the answers.
 class gossip_lookup {
  public:
-  explicit gossip_lookup(const public_id& target, std::size_t alpha = 3, std::size_t k = 8)
-      : target_(target), alpha_(alpha), k_(k) {}
+  /// Records of the target issued at or before `newer_than` are ignored:
+  /// a lookup for a fresher record than one that no longer works.
+  explicit gossip_lookup(const public_id& target, std::size_t alpha = 3, std::size_t k = 8,
+                         std::int64_t newer_than = std::numeric_limits<std::int64_t>::min())
+      : target_(target), alpha_(alpha), k_(k), newer_than_(newer_than) {}
 
   void add(const contact_record& r);
   /// Whom to ask now (at most alpha in flight); each is now in flight.
@@ -231,6 +235,7 @@ class gossip_lookup {
   std::size_t window() const;
   public_id target_;
   std::size_t alpha_, k_;
+  std::int64_t newer_than_;
   std::vector<candidate> known_;  // nearest first
   std::optional<contact_record> result_;
   std::size_t asked_ = 0;

@@ -394,3 +394,24 @@ TEST_CASE("gossip lookup: walks nearer until it holds the target's record") {
   CHECK(again.result()->key.id == n[5].id.id());
   CHECK(again.asked() == 4);
 }
+
+TEST_CASE("gossip lookup: asked for a newer record, the held one is neither answer nor asked") {
+  // A peer that moved to port 6000: we hold its old record (port 5000).
+  node target, a, b;
+  const auto old_rec = target.record("198.51.100.9", 5000, t0);
+  const auto new_rec = target.record("198.51.100.9", 6000, t0 + 90);
+  gossip_lookup look(target.id.id(), 3, 8, old_rec.issued);
+  look.add(old_rec);
+  CHECK_FALSE(look.result().has_value());
+  CHECK(look.done());  // nothing else known: nothing to ask
+  look.add(a.record("198.51.100.1"));
+  look.add(b.record("198.51.100.2"));
+  auto ask = look.next();
+  REQUIRE(ask.size() == 2);                 // a and b, never the stale target
+  look.answered(ask[0].key.id, {old_rec});  // a knows only the old one
+  CHECK_FALSE(look.result().has_value());
+  look.answered(ask[1].key.id, {new_rec});
+  REQUIRE(look.result().has_value());
+  CHECK(look.result()->candidates.front().port == 6000);
+  CHECK(look.nearest(1).front().issued == new_rec.issued);
+}
