@@ -281,6 +281,16 @@ cfg_result config::parse(std::string_view text, std::string_view source) {
       r.number(v, key, c.gossip_fanout, 0, 1000);
     } else if (key == "gossip_dial_backs") {
       r.number(v, key, c.gossip_dial_backs, 0, 1000);
+    } else if (key == "port_rotation_interval_ms") {
+      std::uint64_t ms = 0;
+      r.number(v, key, ms, 0, 24ull * 3600 * 1000);
+      if (!r.err && ms != 0 && ms < 1000)
+        r.set("\"port_rotation_interval_ms\" must be 0 (no rotation) or at least 1000");
+      if (!r.err) c.port_rotation_interval = milliseconds(ms);
+    } else if (key == "port_rotation_grace_ms") {
+      r.millis(v, key, c.port_rotation_grace);
+    } else if (key == "port_rotation_max_retiring") {
+      r.number(v, key, c.port_rotation_max_retiring, 0, 64);
     } else if (key == "bootstrap_cache_path") {
       r.string(v, key, c.bootstrap_cache_path);
     } else if (key == "bootstrap_cache_size") {
@@ -375,6 +385,9 @@ std::string config::to_json() const {
   o["relay_circuit_bytes"] = relay_circuit_bytes;
   o["enable_gossip"] = enable_gossip;
   o["gossip_interval_ms"] = ms(gossip_interval);
+  o["port_rotation_interval_ms"] = ms(port_rotation_interval);
+  o["port_rotation_grace_ms"] = ms(port_rotation_grace);
+  o["port_rotation_max_retiring"] = port_rotation_max_retiring;
   o["gossip_max_records"] = gossip_max_records;
   o["gossip_per_source"] = gossip_per_source;
   o["gossip_messages_per_minute"] = gossip_messages_per_minute;

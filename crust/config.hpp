@@ -109,7 +109,16 @@ struct config {
   unsigned gossip_messages_per_minute = 30;  ///< from one peer; more are dropped
   std::size_t gossip_fanout = 3;             ///< peers pushed to per round
   std::size_t gossip_dial_backs = 8;         ///< records dialled back per round
-  std::string bootstrap_cache_path;          ///< "": the cache lives in memory only
+  /// Port rotation (off by default): every port_rotation_interval (give or
+  /// take a fifth, at random) the node opens a new TCP listener on a random
+  /// port, advertises it (gossip, connection infos, beacon answers, port
+  /// mappings), keeps the old one accepting for port_rotation_grace, then
+  /// closes it and deletes its mapping. Connections already made are not
+  /// touched. The UDP socket (µTP, STUN, punching) keeps its port.
+  duration port_rotation_interval{0};           ///< 0: never; else at least 1 s
+  duration port_rotation_grace = seconds(120);  ///< an old port accepts this long
+  std::size_t port_rotation_max_retiring = 4;   ///< old ports open at once; more close early
+  std::string bootstrap_cache_path;             ///< "": the cache lives in memory only
   std::size_t bootstrap_cache_size = 200;
   std::size_t bootstrap_cache_per_group = 8;       ///< entries per IPv4 /16 or IPv6 /32
   std::size_t bootstrap_cache_per_source = 16;     ///< entries one informant may add

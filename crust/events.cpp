@@ -43,6 +43,9 @@ std::string describe(const event& e) {
           [](const events::listener_failed& l) {
             return "ListenerFailed " + l.endpoint + ": " + l.error.message();
           },
+          [](const events::listener_stopped& l) {
+            return "ListenerStopped " + l.endpoint + " (" + l.why + ")";
+          },
           [](const events::lost_peer& l) {
             return "LostPeer " + l.peer.short_string() + ": " + l.reason.message() +
                    (l.detail.empty() ? "" : " (" + l.detail + ")");

@@ -85,6 +85,12 @@ struct listener_failed {
   std::string endpoint;
   error_code error;
 };
+/// A listener the node closed while running: a rotated-out port at the end
+/// of its grace period (config::port_rotation_interval).
+struct listener_stopped {
+  std::string endpoint;
+  std::string why;
+};
 /// A connected peer is gone: closed, reset, or silent past the heartbeat timeout.
 struct lost_peer {
   public_id peer;
@@ -141,12 +147,12 @@ struct messages_dropped {
 };
 }  // namespace events
 
-using event =
-    std::variant<events::new_message, events::bootstrap_accept, events::bootstrap_connect,
-                 events::bootstrap_failed, events::connect_success, events::connect_failure,
-                 events::listener_started, events::listener_failed, events::lost_peer,
-                 events::message_too_large, events::messages_dropped,
-                 events::connection_info_prepared, events::port_mapping_changed>;
+using event = std::variant<events::new_message, events::bootstrap_accept, events::bootstrap_connect,
+                           events::bootstrap_failed, events::connect_success,
+                           events::connect_failure, events::listener_started,
+                           events::listener_failed, events::lost_peer, events::message_too_large,
+                           events::messages_dropped, events::connection_info_prepared,
+                           events::port_mapping_changed, events::listener_stopped>;
 
 /// A one-line human description, for logs and the CLI.
 std::string describe(const event& e);

@@ -154,17 +154,18 @@ asio::awaitable<result<service::endpoint>> service::impl::start() {
     post_event(events::listener_failed{transport::to_string(at), acc.error()});
     co_return acc.error();
   }
-  acceptor_.emplace(std::move(*acc));
+  acceptor_ = std::make_shared<asio::ip::tcp::acceptor>(std::move(*acc));
   auto bound = acceptor_->local_endpoint();
   CRUST_LOG(
       info, "service",
       "listening on tcp " << transport::to_string(bound) << " as " << id_.id().short_string());
   post_event(events::listener_started{"tcp " + transport::to_string(bound)});
-  spawn(accept_loop(), "accept loop");
+  spawn(accept_loop(acceptor_), "accept loop");
   if (cfg_.enable_utp) start_utp(addr);
   if (cfg_.enable_lan_discovery) start_beacon();
   if (cfg_.enable_port_mapping) start_port_mapping(addr);
   start_gossip();
+  if (cfg_.port_rotation_interval > duration::zero()) spawn(rotation_loop(), "port rotation");
   co_return bound;
 }
 
@@ -213,10 +214,11 @@ asio::awaitable<std::vector<bootstrap::beacon_contact>> service::impl::discover_
   co_return found;
 }
 
-asio::awaitable<void> service::impl::accept_loop() {
+asio::awaitable<void> service::impl::accept_loop(
+    std::shared_ptr<asio::ip::tcp::acceptor> acceptor) {
   for (;;) {
-    auto s = co_await transport::tcp_accept(*acceptor_);
-    if (stopping_ || !acceptor_ || !acceptor_->is_open()) co_return;
+    auto s = co_await transport::tcp_accept(*acceptor);
+    if (stopping_ || !acceptor->is_open()) co_return;
     if (!s) {
       if (s.error() == asio::error::operation_aborted) co_return;
       // EMFILE and friends: back off briefly rather than spin.
@@ -228,6 +230,97 @@ asio::awaitable<void> service::impl::accept_loop() {
     }
     take_inbound(std::move(*s));
   }
+}
+
+// --- port rotation ---
+asio::awaitable<result<service::endpoint>> service::impl::rotate_port() {
+  if (stopping_) co_return make_error_code(errc::shutting_down);
+  const auto old = local_endpoint();
+  if (!old) co_return make_error_code(asio::error::not_connected);
+  auto self = shared_from_this();
+  // A random port from the kernel, on the same address.
+  const endpoint at(old->address(), 0);
+  auto acc = transport::tcp_listen(ex_, at);
+  if (!acc) {
+    CRUST_LOG(warn, "service", "port rotation: no new listener: " << acc.error().message());
+    post_event(events::listener_failed{transport::to_string(at), acc.error()});
+    co_return acc.error();  // the old listener stays
+  }
+  auto prev = std::exchange(acceptor_, std::make_shared<asio::ip::tcp::acceptor>(std::move(*acc)));
+  auto prev_unmap = std::exchange(acceptor_unmap_, nullptr);
+  const auto bound = acceptor_->local_endpoint();
+  ++rotations_;
+  spawn(accept_loop(acceptor_), "accept loop");
+  CRUST_LOG(
+      info, "service",
+      "port rotation " << rotations_ << ": listening on tcp " << transport::to_string(bound) << ", "
+                       << transport::to_string(*old) << " closes in "
+                       << std::chrono::duration_cast<milliseconds>(cfg_.port_rotation_grace).count()
+                       << " ms");
+  post_event(events::listener_started{"tcp " + transport::to_string(bound)});
+  const auto serial = rotations_;
+  retiring_.push_back({serial, std::move(prev), *old, std::move(prev_unmap)});
+  while (retiring_.size() > cfg_.port_rotation_max_retiring)
+    retire(retiring_.front().serial, "more old ports than port_rotation_max_retiring");
+  if (!retiring_.empty() && retiring_.back().serial == serial)
+    spawn(retire_after(serial, clock::now() + cfg_.port_rotation_grace), "port retirement");
+  if (mapper_) {
+    acceptor_unmap_ = std::make_shared<unmap_signal>(ex_);
+    map_port(nat::pmp::protocol::tcp, bound.port(), acceptor_unmap_);
+    // The new port's mapping (its first answer) belongs in what we advertise.
+    co_await mappings_settled(seconds(5));
+    if (stopping_) co_return make_error_code(errc::shutting_down);
+  }
+  // Advertised at once to every gossip partner (not only this round's
+  // fan-out): they are the ones who would otherwise dial the old port.
+  if (gossip_) {
+    refresh_own_record(true);
+    for (const auto& [id, c] : peers_)
+      if (gossip_partner(*c)) send_gossip(*c, gossip_->make_push(false));
+  }
+  co_return bound;
+}
+
+asio::awaitable<void> service::impl::rotation_loop() {
+  std::mt19937_64 rng{std::random_device{}()};
+  const auto every = std::chrono::duration_cast<milliseconds>(cfg_.port_rotation_interval).count();
+  // Give or take a fifth, so the schedule is not itself a fingerprint.
+  std::uniform_int_distribution<std::int64_t> jitter(-every / 5, every / 5);
+  timer t(ex_);
+  for (;;) {
+    t.expires_after(milliseconds(every + jitter(rng)));
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || stopping_) co_return;
+    auto r = co_await rotate_port();
+    if (stopping_) co_return;
+    (void)r;  // a failure is logged and posted; the next turn tries again
+  }
+}
+
+asio::awaitable<void> service::impl::retire_after(std::uint64_t serial, time_point when) {
+  timer t(ex_, when);
+  auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (ec || stopping_) co_return;
+  retire(serial, "rotated out, grace period over");
+}
+
+void service::impl::retire(std::uint64_t serial, const char* why) {
+  auto it = std::find_if(retiring_.begin(), retiring_.end(),
+                         [&](const retiring_listener& l) { return l.serial == serial; });
+  if (it == retiring_.end()) return;  // closed early already
+  auto l = std::move(*it);
+  retiring_.erase(it);
+  error_code ec;
+  l.acceptor->close(ec);  // its accept loop ends; accepted connections stay
+  if (l.unmap) l.unmap->raise();
+  CRUST_LOG(info, "service", "closed tcp " << transport::to_string(l.at) << ": " << why);
+  post_event(events::listener_stopped{"tcp " + transport::to_string(l.at), why});
+}
+
+std::vector<service::endpoint> service::impl::retiring_endpoints() const {
+  std::vector<endpoint> out;
+  for (const auto& l : retiring_) out.push_back(l.at);
+  return out;
 }
 
 // --- µTP: the node's UDP socket and its manager ---
@@ -1014,6 +1107,8 @@ node_status service::impl::status() const {
   const auto now = clock::now();
   s.uptime = now - created_;
   s.tcp = local_endpoint();
+  s.retiring_tcp = retiring_endpoints();
+  s.port_rotations = rotations_;
   s.udp = local_udp_endpoint();
   s.nat = last_nat_;
   s.port_mappings = port_mappings();
@@ -1117,6 +1212,10 @@ void service::impl::begin_stop() {
     error_code ec;
     acceptor_->close(ec);
   }
+  for (auto& l : retiring_) {
+    error_code ec;
+    l.acceptor->close(ec);
+  }
   if (beacon_) beacon_->close();
   if (utp_) utp_->listen(false);
   // Renewals stop; stop() then deletes the mappings on the gateway (a
@@ -1207,6 +1306,9 @@ asio::awaitable<result<std::vector<bootstrap::contact_record>>> service::find_pe
 }
 asio::awaitable<result<peer_info>> service::connect(public_id target) {
   return impl_->connect_to(target);
+}
+asio::awaitable<result<service::endpoint>> service::rotate_port() {
+  return impl_->rotate_port();
 }
 result<void> service::send(const public_id& peer, bytes payload, send_options opts) {
   return impl_->send(peer, std::move(payload), opts);

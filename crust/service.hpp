@@ -255,10 +255,26 @@ class service {
   boost::asio::awaitable<result<std::vector<bootstrap::contact_record>>> find_peers_near(
       public_id target, std::size_t count = 8);
   /// Connects to the peer named `target`: the existing connection if there
-  /// is one, else its record from find_peers_near, dialled at its TCP
-  /// endpoint with its key. Errors: not_found (no one asked knows it),
-  /// those of find_peers_near and of connect(endpoint, key).
+  /// is one, else its record (the one this node holds, or from
+  /// find_peers_near), dialled at its TCP endpoints with its key. When a
+  /// record held fails at every endpoint, a lookup asks for a newer one (a
+  /// peer that rotated its port) and dials that. Errors: not_found (no one
+  /// asked knows it), those of find_peers_near and of connect(endpoint, key).
   boost::asio::awaitable<result<peer_info>> connect(public_id target);
+
+  /// Moves the TCP listener to a new random port now, as
+  /// cfg.port_rotation_interval does on its schedule. The new port is
+  /// advertised at once (every connected gossip partner is sent our new
+  /// record; connection infos, beacon answers and the hello of new
+  /// connections name it) and mapped on the gateway when port mapping is
+  /// on (this waits up to 5 s for the mapping's first answer). The old
+  /// port keeps accepting for cfg.port_rotation_grace, then closes
+  /// (ListenerStopped) and its mapping is deleted. Connections already
+  /// made are not touched; the UDP socket keeps its port. Returns the new
+  /// endpoint. Errors: not_connected (not started), shutting_down, and
+  /// those of opening a socket (the old listener then stays). Cancelling
+  /// it while it waits for the mapping leaves the rotation done.
+  boost::asio::awaitable<result<endpoint>> rotate_port();
 
   /// Queues a message for `peer`; returns at once. Errors: not_connected,
   /// message_too_large (over cfg.max_message_size; the connection is

@@ -198,12 +198,12 @@ asio::awaitable<std::optional<std::vector<bootstrap::contact_record>>> service::
 }
 
 asio::awaitable<result<std::vector<bootstrap::contact_record>>> service::impl::find_peers_near(
-    public_id target, std::size_t count) {
+    public_id target, std::size_t count, std::int64_t newer_than) {
   if (stopping_) co_return make_error_code(errc::shutting_down);
   if (!cfg_.enable_gossip) co_return make_error_code(asio::error::operation_not_supported);
   if (!gossip_) co_return make_error_code(asio::error::not_connected);
   auto self = shared_from_this();
-  bootstrap::gossip_lookup look(target, lookup_alpha, lookup_k);
+  bootstrap::gossip_lookup look(target, lookup_alpha, lookup_k, newer_than);
   for (const auto& r : gossip_->near(target.key, lookup_k, true)) look.add(r);
   std::size_t dials = 0;
   while (!look.done()) {
@@ -244,15 +244,26 @@ asio::awaitable<result<peer_info>> service::impl::connect_to(public_id target) {
                                        "no record of it was found by gossip"});
     co_return make_error_code(errc::not_found);
   }
-  error_code last = make_error_code(errc::not_found);
-  for (const auto& ep : record->tcp_endpoints()) {
-    auto r = co_await connect(ep, record->key);
-    if (r || stopping_) co_return r;
-    last = r.error();
-    auto cancelled = co_await cancel_requested();
-    if (cancelled) co_return make_error_code(errc::cancelled);
+  auto dial = [&](const bootstrap::contact_record& rec) -> asio::awaitable<result<peer_info>> {
+    result<peer_info> last = make_error_code(errc::not_found);
+    for (const auto& ep : rec.tcp_endpoints()) {
+      last = co_await connect(ep, rec.key);
+      if (last || stopping_) co_return last;
+      auto cancelled = co_await cancel_requested();
+      if (cancelled) co_return make_error_code(errc::cancelled);
+    }
+    co_return last;
+  };
+  auto r = co_await dial(*record);
+  if (r || stopping_ || r.error() == errc::cancelled || r.error() == errc::blacklisted) co_return r;
+  // The record may be stale (a peer that rotated its port): ask for a newer one.
+  auto near = co_await find_peers_near(target, 1, record->issued);
+  if (near && !near->empty() && near->front().key.id == target) {
+    CRUST_LOG(info, "gossip",
+              target.short_string() << " not reached where we knew it; trying its newer record");
+    co_return co_await dial(near->front());
   }
-  co_return last;
+  co_return r;
 }
 
 }  // namespace crust

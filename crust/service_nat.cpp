@@ -84,20 +84,24 @@ void service::impl::start_port_mapping(const asio::ip::address& bound) {
   if (o.methods.empty()) return;
   o.threads = cfg_.port_mapping_threads;
   mapper_ = nat::port_mapper::create(ex_, std::move(o), blocking_pool_);
-  const auto internal = bound.is_unspecified() ? asio::ip::address() : transport::canonical(bound);
-  std::vector<nat::mapping_request> wanted;
-  if (auto tcp = local_endpoint())
-    wanted.push_back({nat::pmp::protocol::tcp, internal, tcp->port(), 0});
-  if (auto udp = local_udp_endpoint())
-    wanted.push_back({nat::pmp::protocol::udp, internal, udp->port(), 0});
-  auto self = shared_from_this();
-  for (const auto& r : wanted) {
-    ++mappings_unsettled_;
-    mapping_tasks_.spawn(keep_mapped(r), "port mapping", self);
+  mapping_internal_ = bound.is_unspecified() ? asio::ip::address() : transport::canonical(bound);
+  if (auto tcp = local_endpoint()) {
+    acceptor_unmap_ = std::make_shared<unmap_signal>(ex_);
+    map_port(nat::pmp::protocol::tcp, tcp->port(), acceptor_unmap_);
   }
+  if (auto udp = local_udp_endpoint()) map_port(nat::pmp::protocol::udp, udp->port(), nullptr);
 }
 
-asio::awaitable<void> service::impl::keep_mapped(nat::mapping_request r) {
+void service::impl::map_port(nat::pmp::protocol p, std::uint16_t port,
+                             std::shared_ptr<unmap_signal> unmap) {
+  ++mappings_unsettled_;
+  mapping_tasks_.spawn(keep_mapped({p, mapping_internal_, port, 0}, std::move(unmap)),
+                       "port mapping", shared_from_this());
+}
+
+asio::awaitable<void> service::impl::keep_mapped(nat::mapping_request r,
+                                                 std::shared_ptr<unmap_signal> unmap) {
+  using namespace asio::experimental::awaitable_operators;
   auto mapper = mapper_;
   bool settled = false;
   auto settle = [&] {
@@ -106,7 +110,7 @@ asio::awaitable<void> service::impl::keep_mapped(nat::mapping_request r) {
     --mappings_unsettled_;
     mapping_settled_.notify();
   };
-  co_await mapper->maintain(r, [&](const nat::mapping_change& c) {
+  auto report = [&](const nat::mapping_change& c) {
     settle();
     events::port_mapping_changed ev;
     ev.kind = static_cast<events::port_mapping_changed::what>(c.kind);
@@ -126,8 +130,17 @@ asio::awaitable<void> service::impl::keep_mapped(nat::mapping_request r) {
     else
       CRUST_LOG(info, "service", describe(event{ev}));
     post_event(std::move(ev));
-  });
+  };
+  if (!unmap) {
+    co_await mapper->maintain(r, report);
+    settle();
+    co_return;
+  }
+  if (!unmap->raised) co_await (mapper->maintain(r, report) || unmap->wake.wait());
   settle();
+  // The port closed (a rotation's grace ended): its mapping goes too. When
+  // the service stops instead, stop() releases every mapping at once.
+  if (unmap->raised && !stopping_) co_await mapper->release(r.protocol, r.internal_port);
 }
 
 // Waits (at most `bound`) until every port mapping has had its first

@@ -104,6 +104,8 @@ std::string status_json(const node_status& s) {
                                 : json::value(m.external_address.to_string());
     mappings.push_back(std::move(o));
   }
+  json::array retiring;
+  for (const auto& e : s.retiring_tcp) retiring.push_back(endpoint_value(e));
   const auto& m = s.metrics;
   json::object metrics{
       {"handshakes_ok", m.handshakes_ok},
@@ -132,7 +134,10 @@ std::string status_json(const node_status& s) {
       {"version", s.version},
       {"protocol_version", s.protocol_version},
       {"uptime_s", std::chrono::duration<double>(s.uptime).count()},
-      {"listeners", json::object{{"tcp", endpoint_value(s.tcp)}, {"udp", endpoint_value(s.udp)}}},
+      {"listeners", json::object{{"tcp", endpoint_value(s.tcp)},
+                                 {"udp", endpoint_value(s.udp)},
+                                 {"retiring_tcp", std::move(retiring)},
+                                 {"port_rotations", s.port_rotations}}},
       {"port_mappings", std::move(mappings)},
       {"peers", std::move(peers)},
       {"metrics", std::move(metrics)},
@@ -175,6 +180,7 @@ std::string metrics_text(const node_status& s) {
   counter("relay_circuits", "Circuits relayed for other peers.", m.relay_circuits);
   counter("relay_bytes", "Bytes relayed for other peers.", m.relay_bytes);
   counter("relay_introductions", "Introductions passed on for other peers.", m.relay_introductions);
+  counter("port_rotations", "TCP listener port rotations.", s.port_rotations);
   // Every transport and path appears, 0 when none is open, so a graph
   // does not lose a series when its last connection closes.
   std::map<std::pair<std::string, std::string>, int> open;

@@ -62,7 +62,10 @@ struct node_status {
   std::string version;  ///< the library's
   std::uint16_t protocol_version = 0;
   duration uptime{};
-  std::optional<boost::asio::ip::tcp::endpoint> tcp;  ///< the listener
+  std::optional<boost::asio::ip::tcp::endpoint> tcp;  ///< the listener advertised
+  /// Rotated-out listeners still accepting until their grace period ends.
+  std::vector<boost::asio::ip::tcp::endpoint> retiring_tcp;
+  std::uint64_t port_rotations = 0;                   ///< since start
   std::optional<boost::asio::ip::tcp::endpoint> udp;  ///< the UDP socket (µTP, STUN)
   std::optional<nat::nat_report> nat;                 ///< the last NAT discovery's, if any ran
   std::vector<nat::port_mapping> port_mappings;

@@ -118,8 +118,10 @@ class service::impl final : public detail::connection_owner,
   bool send_gossip(connection& c, const bytes& body);
   std::vector<bootstrap::gossip_entry> known_peers() const;
   std::vector<bootstrap::contact_record> sample_peers(std::size_t count);
+  // newer_than: the target's records issued then or before are ignored.
   asio::awaitable<result<std::vector<bootstrap::contact_record>>> find_peers_near(
-      public_id target, std::size_t count);
+      public_id target, std::size_t count,
+      std::int64_t newer_than = std::numeric_limits<std::int64_t>::min());
   asio::awaitable<result<peer_info>> connect_to(public_id target);
   // One find of a lookup: asks `r`'s node (dialling it if we are not
   // connected and `dials` allows) for the records nearest `target`.
@@ -159,10 +161,25 @@ class service::impl final : public detail::connection_owner,
   // --- port mapping on the gateway (nat/port_mapper.hpp) ---
   // The TCP listener's and the UDP socket's ports, each kept mapped in the
   // background (renewed at half the lease, asked for again when lost) and
-  // removed by stop(). A node on loopback has nothing to map.
+  // removed by stop(). A rotated-out TCP port's mapping is removed when the
+  // port closes; the new port is mapped at once. A node on loopback has
+  // nothing to map.
   void start_port_mapping(const asio::ip::address& bound);
 
-  asio::awaitable<void> keep_mapped(nat::mapping_request r);
+  // Set when a port is closed: its keep_mapped() stops renewing and
+  // deletes the mapping on the gateway.
+  struct unmap_signal {
+    explicit unmap_signal(const asio::any_io_executor& ex) : wake(ex) {}
+    notifier wake;
+    bool raised = false;
+    void raise() {
+      raised = true;
+      wake.notify();
+    }
+  };
+  // Keeps `r` mapped until the service stops or `unmap` (if any) is raised.
+  asio::awaitable<void> keep_mapped(nat::mapping_request r, std::shared_ptr<unmap_signal> unmap);
+  void map_port(nat::pmp::protocol p, std::uint16_t port, std::shared_ptr<unmap_signal> unmap);
 
   // Waits (at most `bound`) until every port mapping has had its first
   // answer, so a connection info made at start-up has its mapped candidates.
@@ -181,7 +198,17 @@ class service::impl final : public detail::connection_owner,
 
   asio::awaitable<std::vector<bootstrap::beacon_contact>> discover_lan(duration window);
 
-  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
+
+  // --- port rotation (config::port_rotation_interval) ---
+  // A new listener on a random port becomes the one advertised; the old
+  // keeps accepting until its grace period ends (or more than
+  // port_rotation_max_retiring are open), then closes and is unmapped.
+  asio::awaitable<result<endpoint>> rotate_port();
+  asio::awaitable<void> rotation_loop();
+  asio::awaitable<void> retire_after(std::uint64_t serial, time_point when);
+  void retire(std::uint64_t serial, const char* why);
+  std::vector<endpoint> retiring_endpoints() const;
 
   // --- µTP: the node's UDP socket and its manager ---
   void start_utp(const asio::ip::address& addr);
@@ -462,7 +489,16 @@ class service::impl final : public detail::connection_owner,
   config cfg_;
   identity id_;
   task_group tasks_;
-  std::optional<asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;  // the listener advertised
+  std::shared_ptr<unmap_signal> acceptor_unmap_;       // its port mapping's stop
+  struct retiring_listener {
+    std::uint64_t serial = 0;
+    std::shared_ptr<asio::ip::tcp::acceptor> acceptor;
+    endpoint at;
+    std::shared_ptr<unmap_signal> unmap;
+  };
+  std::deque<retiring_listener> retiring_;  // rotated out, oldest first
+  std::uint64_t rotations_ = 0;
   std::shared_ptr<transport::udp_mux> udp_;
   std::shared_ptr<utp::manager> utp_;
   std::shared_ptr<nat::stun_agent> stun_;
@@ -470,6 +506,7 @@ class service::impl final : public detail::connection_owner,
   task_group udp_tasks_;  // the socket, µTP's timers and accepts: stopped after the connections
   std::shared_ptr<nat::port_mapper> mapper_;  // when port mapping is on
   task_group mapping_tasks_;                  // keep_mapped(), one per port
+  asio::ip::address mapping_internal_;        // what mappings ask for (unspecified: the route's)
   std::size_t mappings_unsettled_ = 0;        // without their first answer yet
   notifier mapping_settled_;
   std::map<public_id, std::shared_ptr<connection>> peers_;

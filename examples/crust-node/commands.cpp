@@ -337,7 +337,9 @@ int serve(const options& opt, bool echo, double seconds, bool run_mode, bool do_
       if (left <= duration::zero()) break;
       auto ev = co_await with_timeout(svc.next_event(), left);
       if (!ev) break;  // timed out, cancelled (Ctrl-C) or stopped
-      if (std::holds_alternative<events::listener_started>(*ev)) continue;
+      // The listeners opened at start were printed already; a rotation's are news.
+      if (std::holds_alternative<events::listener_started>(*ev) && svc.status().port_rotations == 0)
+        continue;
       print_event(opt, *ev);
       if (auto* m = std::get_if<events::new_message>(&*ev); m && echo)
         (void)svc.send(m->peer, m->payload, {m->prio, false});

@@ -16,7 +16,8 @@
 # the chain is empty again. Then a node with port mapping on (the default)
 # puts both mappings in its connection info as "mapped" candidates, a
 # peer outside connects to the mapped TCP one, and the node removes them
-# when it stops. Last, with miniupnpd gone, portmap says for each protocol
+# when it stops. A node rotating its port has its mapping follow: the
+# router forwards its new port, not the old ones. Last, with miniupnpd gone, portmap says for each protocol
 # why there is no mapping. Every process is bounded by `timeout` and killed
 # by PID at the end, pass or fail. Needs root; exits 77 (skipped) without it.
 # Usage: portmap_test.sh CRUST_NODE_BINARY
@@ -31,7 +32,7 @@ for b in /usr/sbin/miniupnpd /usr/sbin/stund; do
 done
 PY=/usr/bin/python3
 
-LAB_NAME=portmap LAB_SECONDS=200
+LAB_NAME=portmap LAB_SECONDS=260
 # shellcheck source=tests/netlab/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -165,7 +166,56 @@ else
   bad "node: $(forwards) dnat rules left after the node stopped"
 fi
 
-# 3. No gateway answers: a clear report for each protocol.
+# 3. Port rotation: the TCP mapping follows the listener. The node moves
+# to a new random port every 4 s or so (1 s of grace for the old one);
+# after its second move the router forwards its current port and neither
+# old one, a peer outside connects through the current port's mapping,
+# and nothing is left forwarded when the node stops.
+echo '{"port_rotation_interval_ms": 4000, "port_rotation_grace_ms": 1000,
+  "enable_lan_discovery": false}' > "$work/rotate.json"
+in_ns "$HOST" timeout 60 "$NODE" run --json --no-bootstrap --config "$work/rotate.json" \
+  --key "$work/node.key" --address 198.19.1.2 --for 25 > "$work/rotate.out" 2> "$work/rotate.err" &
+rot=$!
+pids+=("$rot")
+for _ in $(seq 200); do
+  [ "$(grep -c '"event":"ListenerStopped"' "$work/rotate.out")" -ge 2 ] && break
+  sleep 0.1
+done
+first=$(sed -n 's/.*"event":"listening","endpoint":"198.19.1.2:\([0-9]*\)".*/\1/p' "$work/rotate.out" | head -1)
+olds=$(sed -n 's/.*"ListenerStopped tcp 198.19.1.2:\([0-9]*\) .*/\1/p' "$work/rotate.out" | head -2)
+cur=$(sed -n 's/.*"ListenerStarted tcp 198.19.1.2:\([0-9]*\)".*/\1/p' "$work/rotate.out" | sed -n 2p)
+if [ "$(echo "$olds" | wc -w)" -eq 2 ] && [ -n "$cur" ] && [ -n "$first" ] &&
+   [ "$(echo "$olds" | head -1)" = "$first" ]; then
+  ok "rotation: moved twice ($(echo $olds | tr ' ' ',') closed; now on $cur)"
+  wait_for "$work/rotate.out" "\"kind\":\"mapped\",\"protocol\":\"tcp\",\"internal_port\":$cur," 10
+  rules=$(in_ns "$RTR" nft list chain inet miniupnpd prerouting_miniupnpd 2>/dev/null)
+  stale=0
+  for p in $olds; do echo "$rules" | grep -q "198.19.1.2:$p\b" && stale=$((stale + 1)); done
+  if echo "$rules" | grep -q "198.19.1.2:$cur\b" && [ $stale -eq 0 ]; then
+    ok "rotation: the router forwards the current port, and neither old one"
+  else
+    bad "rotation: forwards after two moves (current $cur, old $olds): $rules"
+  fi
+  rot_ext=$(sed -n "s/.*\"kind\":\"mapped\",\"protocol\":\"tcp\",\"internal_port\":$cur,\"external\":\"198.18.0.11:\([0-9]*\)\".*/\1/p" "$work/rotate.out" | head -1)
+  node_key=$("$NODE" id --json --key "$work/node.key" | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p')
+  if [ -n "$rot_ext" ] &&
+     in_ns "$PUB" timeout 20 "$NODE" connect "198.18.0.11:$rot_ext" --peer "$node_key" \
+       --key "$work/peer.key" --address 198.18.0.1 > "$work/connect-rot.out" 2>&1; then
+    ok "rotation: a peer outside connected through the moved port's mapping"
+  else
+    bad "rotation: connect through the moved port's mapping ($rot_ext): $(cat "$work/connect-rot.out" 2>/dev/null)"
+  fi
+else
+  bad "rotation: did not move twice: $(cat "$work/rotate.out" "$work/rotate.err")"
+fi
+wait "$rot"
+if [ "$(forwards)" -eq 0 ]; then
+  ok "rotation: nothing forwarded after the node stopped"
+else
+  bad "rotation: $(forwards) dnat rules left after the node stopped"
+fi
+
+# 4. No gateway answers: a clear report for each protocol.
 kill -TERM "$MINIUPNPD" 2>/dev/null
 wait "$MINIUPNPD" 2>/dev/null
 in_ns "$HOST" timeout 30 "$NODE" portmap --udp 4200 --address 198.19.1.2 > "$work/none.out" 2>&1

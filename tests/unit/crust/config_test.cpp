@@ -137,6 +137,31 @@ TEST_CASE("config: relay and STUN keys") {
   CHECK(again->to_json() == c->to_json());
 }
 
+TEST_CASE("config: port rotation keys") {
+  auto c = config::parse("{}");
+  REQUIRE(c);
+  CHECK(c->port_rotation_interval == duration::zero());  // off unless asked for
+  CHECK(c->port_rotation_grace == seconds(120));
+  CHECK(c->port_rotation_max_retiring == 4);
+  auto d = config::parse(R"({"port_rotation_interval_ms": 600000, "port_rotation_grace_ms": 30000,
+    "port_rotation_max_retiring": 2})");
+  REQUIRE_MESSAGE(d, d.error().message);
+  CHECK(d->port_rotation_interval == seconds(600));
+  CHECK(d->port_rotation_grace == seconds(30));
+  CHECK(d->port_rotation_max_retiring == 2);
+  auto again = config::parse(d->to_json());
+  REQUIRE(again);
+  CHECK(again->to_json() == d->to_json());
+  CHECK(d->changed_keys(*c).size() == 3);
+  auto fast = config::parse(R"({"port_rotation_interval_ms": 500})", "crust.json");
+  REQUIRE_FALSE(fast);
+  CHECK(fast.error().message.find("port_rotation_interval_ms") != std::string::npos);
+  CHECK(fast.error().message.find("1000") != std::string::npos);
+  auto zero_grace = config::parse(R"({"port_rotation_grace_ms": 0})");
+  REQUIRE_FALSE(zero_grace);
+  CHECK(zero_grace.error().message.find("port_rotation_grace_ms") != std::string::npos);
+}
+
 TEST_CASE("config: a missing file is a clear error") {
   auto c = config::load("/nonexistent/crust.json");
   REQUIRE_FALSE(c);

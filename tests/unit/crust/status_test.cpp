@@ -38,6 +38,8 @@ node_status sample() {
   p.stats.rtt.reset();
   s.peers.push_back(p);
   s.metrics.handshakes_ok = 5;
+  s.retiring_tcp = {{boost::asio::ip::make_address("127.0.0.1"), 5482}};
+  s.port_rotations = 3;
   s.metrics.punch_attempts = 2;
   s.metrics.punch_successes = 1;
   s.metrics.bytes_received = 1234;
@@ -61,6 +63,9 @@ TEST_CASE("status: the JSON document") {
   CHECK(j.at("uptime_s").as_double() == doctest::Approx(90));
   CHECK(j.at("listeners").at("tcp").as_string() == "127.0.0.1:5483");
   CHECK(j.at("listeners").at("udp").is_null());
+  CHECK(j.at("listeners").at("port_rotations").as_int64() == 3);
+  REQUIRE(j.at("listeners").at("retiring_tcp").as_array().size() == 1);
+  CHECK(j.at("listeners").at("retiring_tcp").as_array()[0].as_string() == "127.0.0.1:5482");
   const auto& peers = j.at("peers").as_array();
   REQUIRE(peers.size() == 2);
   CHECK(peers[0].at("transport").as_string() == "utp");
@@ -76,6 +81,7 @@ TEST_CASE("status: the JSON document") {
 
 TEST_CASE("status: the Prometheus text") {
   const auto t = metrics_text(sample());
+  CHECK(t.find("\ncrust_port_rotations_total 3\n") != std::string::npos);
   CHECK(t.find("# HELP crust_handshakes_ok_total ") != std::string::npos);
   CHECK(t.find("# TYPE crust_handshakes_ok_total counter\ncrust_handshakes_ok_total 5\n") !=
         std::string::npos);
