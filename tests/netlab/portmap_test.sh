@@ -61,6 +61,16 @@ miniupnpd_router "$RTR" 198.19.1.2 198.19.1.0/24 "$PUB" 190
 ok "miniupnpd is up (its STUN check passed; port forwarding enabled)"
 
 forwards() { in_ns "$RTR" nft list chain inet miniupnpd prerouting_miniupnpd 2>/dev/null | grep -c "dnat"; }
+# A Crust handshake from outside through the router's PORT to KEY's node; its output in FILE.
+dial_in() {  # PORT KEY FILE
+  in_ns "$PUB" timeout 20 "$NODE" connect "198.18.0.11:$1" --peer "$2" \
+    --key "$work/peer.key" --address 198.18.0.1 > "$3" 2>&1
+}
+# After a node stopped: no forward may be left on the router.
+none_left() {  # WHAT
+  if [ "$(forwards)" -eq 0 ]; then ok "$1: nothing forwarded after it stopped"; else bad "$1: $(forwards) dnat rules left after it stopped"; fi
+}
+node_key() { "$NODE" id --json --key "$1" | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p'; }
 ext_port() {  # file protocol: the external port of the mapped line
   sed -n "s/.*\"event\":\"mapped\".*\"protocol\":\"$2\".*\"external\":\"198.18.0.11:\([0-9]*\)\".*/\1/p" "$1" | head -1
 }
@@ -69,7 +79,7 @@ ext_port() {  # file protocol: the external port of the mapped line
 # (port mapping off: portmap does the mapping here).
 "$NODE" id --key "$work/host.key" >/dev/null
 "$NODE" id --key "$work/peer.key" >/dev/null
-key=$("$NODE" id --json --key "$work/host.key" | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p')
+key=$(node_key "$work/host.key")
 in_ns "$HOST" timeout 180 "$NODE" listen --json --key "$work/host.key" --address 198.19.1.2 \
   --port 4000 --no-port-mapping --for 170 > "$work/host.out" 2>&1 &
 pids+=($!)
@@ -109,8 +119,7 @@ open('$work/udp-$method', 'w').write(data.decode())
   fi
   n=$(forwards)
   if [ "$n" -ge 2 ]; then ok "$method: the router forwards both ($n dnat rules)"; else bad "$method: $n dnat rules on the router"; fi
-  if in_ns "$PUB" timeout 20 "$NODE" connect "198.18.0.11:$tcp_ext" --peer "$key" \
-       --key "$work/peer.key" --address 198.18.0.1 > "$work/connect-$method.out" 2>&1; then
+  if dial_in "$tcp_ext" "$key" "$work/connect-$method.out"; then
     ok "$method: a peer outside completed a handshake with the host through the TCP mapping"
   else
     bad "$method: connect through the TCP mapping: $(cat "$work/connect-$method.out")"
@@ -148,10 +157,7 @@ if wait_for "$work/info.out" '"kind":"mapped"' 15; then
   else
     bad "node: mapped candidates: $(cat "$work/info.out")"
   fi
-  node_key=$("$NODE" id --json --key "$work/node.key" | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p')
-  if [ -n "$mapped_tcp" ] &&
-     in_ns "$PUB" timeout 20 "$NODE" connect "198.18.0.11:$mapped_tcp" --peer "$node_key" \
-       --key "$work/peer.key" --address 198.18.0.1 > "$work/connect-node.out" 2>&1; then
+  if [ -n "$mapped_tcp" ] && dial_in "$mapped_tcp" "$(node_key "$work/node.key")" "$work/connect-node.out"; then
     ok "node: a peer outside connected to the mapped TCP candidate"
   else
     bad "node: connect to the mapped candidate: $(cat "$work/connect-node.out" 2>/dev/null)"
@@ -160,11 +166,7 @@ else
   bad "node: no mapped candidate: $(cat "$work/info.out" "$work/info.err")"
 fi
 wait "$info"
-if [ "$(forwards)" -eq 0 ]; then
-  ok "node: its mappings were deleted when it stopped"
-else
-  bad "node: $(forwards) dnat rules left after the node stopped"
-fi
+none_left "node"
 
 # 3. Port rotation: the TCP mapping follows the listener. The node moves
 # to a new random port every 4 s or so (1 s of grace for the old one);
@@ -186,7 +188,7 @@ olds=$(sed -n 's/.*"ListenerStopped tcp 198.19.1.2:\([0-9]*\) .*/\1/p' "$work/ro
 cur=$(sed -n 's/.*"ListenerStarted tcp 198.19.1.2:\([0-9]*\)".*/\1/p' "$work/rotate.out" | sed -n 2p)
 if [ "$(echo "$olds" | wc -w)" -eq 2 ] && [ -n "$cur" ] && [ -n "$first" ] &&
    [ "$(echo "$olds" | head -1)" = "$first" ]; then
-  ok "rotation: moved twice ($(echo $olds | tr ' ' ',') closed; now on $cur)"
+  ok "rotation: moved twice ($(echo "$olds" | paste -sd,) closed; now on $cur)"
   wait_for "$work/rotate.out" "\"kind\":\"mapped\",\"protocol\":\"tcp\",\"internal_port\":$cur," 10
   rules=$(in_ns "$RTR" nft list chain inet miniupnpd prerouting_miniupnpd 2>/dev/null)
   stale=0
@@ -197,10 +199,7 @@ if [ "$(echo "$olds" | wc -w)" -eq 2 ] && [ -n "$cur" ] && [ -n "$first" ] &&
     bad "rotation: forwards after two moves (current $cur, old $olds): $rules"
   fi
   rot_ext=$(sed -n "s/.*\"kind\":\"mapped\",\"protocol\":\"tcp\",\"internal_port\":$cur,\"external\":\"198.18.0.11:\([0-9]*\)\".*/\1/p" "$work/rotate.out" | head -1)
-  node_key=$("$NODE" id --json --key "$work/node.key" | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p')
-  if [ -n "$rot_ext" ] &&
-     in_ns "$PUB" timeout 20 "$NODE" connect "198.18.0.11:$rot_ext" --peer "$node_key" \
-       --key "$work/peer.key" --address 198.18.0.1 > "$work/connect-rot.out" 2>&1; then
+  if [ -n "$rot_ext" ] && dial_in "$rot_ext" "$(node_key "$work/node.key")" "$work/connect-rot.out"; then
     ok "rotation: a peer outside connected through the moved port's mapping"
   else
     bad "rotation: connect through the moved port's mapping ($rot_ext): $(cat "$work/connect-rot.out" 2>/dev/null)"
@@ -209,11 +208,7 @@ else
   bad "rotation: did not move twice: $(cat "$work/rotate.out" "$work/rotate.err")"
 fi
 wait "$rot"
-if [ "$(forwards)" -eq 0 ]; then
-  ok "rotation: nothing forwarded after the node stopped"
-else
-  bad "rotation: $(forwards) dnat rules left after the node stopped"
-fi
+none_left "rotation"
 
 # 4. No gateway answers: a clear report for each protocol.
 kill -TERM "$MINIUPNPD" 2>/dev/null
