@@ -262,11 +262,10 @@ asio::awaitable<result<service::endpoint>> service::impl::rotate_port() {
   retiring_.push_back({serial, std::move(prev), *old, std::move(prev_unmap)});
   while (retiring_.size() > cfg_.port_rotation_max_retiring)
     retire(retiring_.front().serial, "more old ports than port_rotation_max_retiring");
-  if (!retiring_.empty() && retiring_.back().serial == serial)
-    spawn(retire_after(serial, clock::now() + cfg_.port_rotation_grace), "port retirement");
+  // Finds nothing to close if the bound above closed it already.
+  spawn(retire_after(serial, clock::now() + cfg_.port_rotation_grace), "port retirement");
   if (mapper_) {
-    acceptor_unmap_ = std::make_shared<unmap_signal>(ex_);
-    map_port(nat::pmp::protocol::tcp, bound.port(), acceptor_unmap_);
+    acceptor_unmap_ = map_port(nat::pmp::protocol::tcp, bound.port());
     // The new port's mapping (its first answer) belongs in what we advertise.
     co_await mappings_settled(seconds(5));
     if (stopping_) co_return make_error_code(errc::shutting_down);

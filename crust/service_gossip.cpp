@@ -234,6 +234,7 @@ asio::awaitable<result<peer_info>> service::impl::connect_to(public_id target) {
   auto self = shared_from_this();
   std::optional<bootstrap::contact_record> record;
   if (const auto* e = gossip_ ? gossip_->find(target) : nullptr) record = e->record;
+  const bool held = record.has_value();  // else a lookup found it: a second one would not help
   if (!record) {
     auto near = co_await find_peers_near(target, 1);
     if (!near) co_return near.error();
@@ -255,7 +256,8 @@ asio::awaitable<result<peer_info>> service::impl::connect_to(public_id target) {
     co_return last;
   };
   auto r = co_await dial(*record);
-  if (r || stopping_ || r.error() == errc::cancelled || r.error() == errc::blacklisted) co_return r;
+  if (r || !held || stopping_ || r.error() == errc::cancelled || r.error() == errc::blacklisted)
+    co_return r;
   // The record may be stale (a peer that rotated its port): ask for a newer one.
   auto near = co_await find_peers_near(target, 1, record->issued);
   if (near && !near->empty() && near->front().key.id == target) {

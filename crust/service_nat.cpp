@@ -85,18 +85,18 @@ void service::impl::start_port_mapping(const asio::ip::address& bound) {
   o.threads = cfg_.port_mapping_threads;
   mapper_ = nat::port_mapper::create(ex_, std::move(o), blocking_pool_);
   mapping_internal_ = bound.is_unspecified() ? asio::ip::address() : transport::canonical(bound);
-  if (auto tcp = local_endpoint()) {
-    acceptor_unmap_ = std::make_shared<unmap_signal>(ex_);
-    map_port(nat::pmp::protocol::tcp, tcp->port(), acceptor_unmap_);
-  }
-  if (auto udp = local_udp_endpoint()) map_port(nat::pmp::protocol::udp, udp->port(), nullptr);
+  if (auto tcp = local_endpoint()) acceptor_unmap_ = map_port(nat::pmp::protocol::tcp, tcp->port());
+  // The UDP socket never moves: its signal is never raised.
+  if (auto udp = local_udp_endpoint()) map_port(nat::pmp::protocol::udp, udp->port());
 }
 
-void service::impl::map_port(nat::pmp::protocol p, std::uint16_t port,
-                             std::shared_ptr<unmap_signal> unmap) {
+std::shared_ptr<service::impl::unmap_signal> service::impl::map_port(nat::pmp::protocol p,
+                                                                     std::uint16_t port) {
+  auto unmap = std::make_shared<unmap_signal>(ex_);
   ++mappings_unsettled_;
-  mapping_tasks_.spawn(keep_mapped({p, mapping_internal_, port, 0}, std::move(unmap)),
-                       "port mapping", shared_from_this());
+  mapping_tasks_.spawn(keep_mapped({p, mapping_internal_, port, 0}, unmap), "port mapping",
+                       shared_from_this());
+  return unmap;
 }
 
 asio::awaitable<void> service::impl::keep_mapped(nat::mapping_request r,
@@ -131,11 +131,6 @@ asio::awaitable<void> service::impl::keep_mapped(nat::mapping_request r,
       CRUST_LOG(info, "service", describe(event{ev}));
     post_event(std::move(ev));
   };
-  if (!unmap) {
-    co_await mapper->maintain(r, report);
-    settle();
-    co_return;
-  }
   if (!unmap->raised) co_await (mapper->maintain(r, report) || unmap->wake.wait());
   settle();
   // The port closed (a rotation's grace ended): its mapping goes too. When

@@ -177,9 +177,10 @@ class service::impl final : public detail::connection_owner,
       wake.notify();
     }
   };
-  // Keeps `r` mapped until the service stops or `unmap` (if any) is raised.
+  // Keeps `r` mapped until the service stops or `unmap` is raised.
   asio::awaitable<void> keep_mapped(nat::mapping_request r, std::shared_ptr<unmap_signal> unmap);
-  void map_port(nat::pmp::protocol p, std::uint16_t port, std::shared_ptr<unmap_signal> unmap);
+  // Starts keeping `port` mapped; raising the signal returned unmaps it.
+  std::shared_ptr<unmap_signal> map_port(nat::pmp::protocol p, std::uint16_t port);
 
   // Waits (at most `bound`) until every port mapping has had its first
   // answer, so a connection info made at start-up has its mapped candidates.
